@@ -1,0 +1,80 @@
+"""Named model presets: `paper-512` (the released model), `paper-256`, `small` (CPU default), `tiny` (tests)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import ConfigError, RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
+
+_PRESETS: dict[str, RestoreVARConfig] = {
+    # The paper's model: VAR-d16 backbone at 512² with 10 scales, L = 2240.
+    "paper-512": RestoreVARConfig(),
+    # VAR's own 256² schedule (L = 680), same sizes otherwise.
+    "paper-256": RestoreVARConfig(
+        tokenizer=TokenizerConfig(image_size=256, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)),
+    ),
+    # CPU default: stride-8 tokenizer, 32×32 latent at 256², small transformer and refiner.
+    "small": RestoreVARConfig(
+        tokenizer=TokenizerConfig(
+            image_size=256,
+            vocab_size=1024,
+            latent_channels=16,
+            base_channels=64,
+            channel_mult=(1, 2, 2, 4),
+            patch_nums=(1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
+        ),
+        transformer=TransformerConfig(depth=6, width=256, num_heads=4, num_classes=0, drop_path_rate=0.0),
+        refiner=RefinerConfig(depth=2, width=128, num_heads=2, mlp_dim=256),
+    ),
+    # The golden test models: 128² images, 8×8 latent, 6 scales.
+    "tiny": RestoreVARConfig(
+        tokenizer=TokenizerConfig(image_size=128, vocab_size=64, base_channels=32, patch_nums=(1, 2, 3, 4, 6, 8)),
+        transformer=TransformerConfig(depth=2, width=128, num_heads=2, num_classes=10, drop_path_rate=0.1 * 2 / 24),
+        refiner=RefinerConfig(depth=2, width=64, num_heads=2, mlp_dim=128),
+    ),
+}
+
+
+def list_presets() -> list[str]:
+    return list(_PRESETS)
+
+
+def get_preset(name: str) -> RestoreVARConfig:
+    try:
+        return _PRESETS[name].validate()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(_PRESETS)}") from None
+
+
+BUNDLED_WEIGHTS = Path(__file__).parent / "weights"  # models shipped inside the package
+DEFAULT_MODEL = "small"
+
+
+def model_home() -> Path:
+    """Where named models (e.g. converted paper weights) live: $RESTOREVAR_HOME or ~/.cache/restorevar."""
+    return Path(os.environ.get("RESTOREVAR_HOME", Path.home() / ".cache" / "restorevar"))
+
+
+def resolve_model(name_or_dir: str | Path | None) -> Path:
+    """A model folder, or a model name: the bundled default, or a preset converted into the model home."""
+    spec = DEFAULT_MODEL if name_or_dir is None else str(name_or_dir)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{path} has no config.json; expected a RestoreVAR model folder")
+        return path
+    for candidate in (BUNDLED_WEIGHTS / spec, model_home() / spec):
+        if (candidate / "config.json").is_file():
+            return candidate
+    if spec == DEFAULT_MODEL:
+        raise ConfigError(
+            f"the bundled default model is missing ({BUNDLED_WEIGHTS / spec}); reinstall restorevar, "
+            "train one with `make train-default`, or pass --model DIR"
+        )
+    if spec in _PRESETS:
+        raise ConfigError(
+            f"no weights for '{spec}' in {model_home() / spec}; for the paper's model, download restorevar.pth and "
+            f"vae_restorevar.ckpt and run `restorevar convert DOWNLOAD_DIR {model_home() / spec}`"
+        )
+    raise ConfigError(f"no model folder or named model '{spec}'; known names: {DEFAULT_MODEL}, {', '.join(_PRESETS)}")

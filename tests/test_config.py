@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from restorevar.config import ConfigError, RestoreVARConfig
+from restorevar.presets import get_preset, list_presets
+
+
+def test_presets_exist_and_validate():
+    assert {"paper-512", "paper-256", "small", "tiny"} <= set(list_presets())
+    assert get_preset("paper-512").tokenizer.num_tokens == 2240
+    assert get_preset("paper-256").tokenizer.num_tokens == 680
+    assert get_preset("tiny").tokenizer.num_tokens == 130
+
+
+def test_json_round_trip(tmp_path):
+    for name in list_presets():
+        config = get_preset(name)
+        config.save(tmp_path / f"{name}.json")
+        assert RestoreVARConfig.load(tmp_path / f"{name}.json") == config
+
+
+def test_unknown_keys_are_errors(tmp_path):
+    data = get_preset("tiny").to_dict()
+    data["transformer"]["dept"] = 3
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="unknown key.*dept"):
+        RestoreVARConfig.load(tmp_path / "c.json")
+
+
+def test_bad_schedule_and_unknown_preset():
+    data = get_preset("tiny").to_dict()
+    data["tokenizer"]["patch_nums"] = [1, 2, 4]
+    with pytest.raises(ConfigError, match="ends at 4.*8×8"):
+        RestoreVARConfig.from_dict(data)
+    with pytest.raises(ConfigError, match="unknown preset 'huge'.*paper-512"):
+        get_preset("huge")

@@ -1,0 +1,38 @@
+import torch
+
+from conftest import assert_golden
+from restorevar.presets import get_preset
+from restorevar.vqvae import VQVAE
+
+
+def test_golden_encoder_and_decoder(golden_model, golden_vqvae):
+    _, inputs, expected = golden_vqvae
+    vqvae, x = golden_model.vqvae, inputs["images"]
+    seen = {}
+    hook = vqvae.encoder.mid.block_2.register_forward_hook(lambda m, i, o: seen.setdefault("mid", o))
+    with torch.no_grad():
+        enc_out = vqvae.encode_continuous(x)
+        hook.remove()
+        assert_golden(enc_out, expected["enc_out"], 1e-4)
+        assert_golden(seen["mid"], expected["enc_mid"], 1e-4)
+        assert_golden(vqvae.encode_latent(x), expected["f"], 1e-4)
+        assert_golden(vqvae.post_quant_conv(expected["fhat"]), expected["post_quant_fhat"], 1e-4)
+        assert_golden(vqvae.decode_latent(expected["fhat"]), expected["rec_fhat_raw"], 1e-3)
+        assert_golden(vqvae.decode_latent(expected["f"]), expected["rec_f_raw"], 1e-3)
+
+
+def test_tokenize_matches_golden_indices(golden_model, golden_vqvae):
+    _, inputs, expected = golden_vqvae
+    indices = golden_model.vqvae.tokenize(inputs["images"])
+    assert all(torch.equal(idx, expected[f"idx_s{k}"]) for k, idx in enumerate(indices))
+    with torch.no_grad():
+        decoded = golden_model.vqvae.decode_indices(indices)
+    assert_golden(decoded, expected["rec_fhat_raw"], 1e-3)
+
+
+def test_paper_parameter_count():
+    with torch.device("meta"):
+        vqvae = VQVAE(get_preset("paper-512").tokenizer)
+    assert sum(p.numel() for p in vqvae.parameters()) == 108_948_355
+    assert sum(p.numel() for p in vqvae.encoder.parameters()) == 44_107_872
+    assert sum(p.numel() for p in vqvae.decoder.parameters()) == 64_653_923

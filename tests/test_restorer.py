@@ -1,0 +1,133 @@
+"""Any-size restoration and folder processing with the golden tiny model (native 128²)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from restorevar.cli import main
+from restorevar.pipeline import RestoreVAR
+from restorevar.restorer import RestoreOptions, restore_array, restore_paths
+
+
+@pytest.fixture(scope="module")
+def model_dir(golden_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("model")
+    golden_model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return RestoreVAR.from_pretrained(model_dir)
+
+
+def photo(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([np.sin(6 * x + 1), np.cos(5 * y), np.sin(4 * (x + y))], axis=-1) * 0.4 + 0.5
+    return np.clip(base + rng.normal(0, 0.02, base.shape), 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (40, 300), (150, 130)])
+def test_output_has_the_input_size(model, shape):
+    out = restore_array(model, photo(*shape), RestoreOptions(batch_size=4))
+    assert out.shape == (*shape, 3)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_small_image_is_padded_not_squashed(model):
+    """A 100×128 image must equal the top-left crop of restoring its reflect-padded 128×128 version."""
+    rgb = photo(100, 128)
+    padded = torch.nn.functional.pad(torch.from_numpy(rgb).permute(2, 0, 1)[None], (0, 0, 0, 28), mode="reflect")
+    expected = model.restore_batch(padded).image_B3HW[0, :, :100].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(restore_array(model, rgb, RestoreOptions()), expected, atol=1e-5)
+
+
+def test_tile_batching_does_not_change_the_result(model):
+    rgb = photo(128, 250)
+    one = restore_array(model, rgb, RestoreOptions(batch_size=1))
+    many = restore_array(model, rgb, RestoreOptions(batch_size=2))
+    np.testing.assert_allclose(one, many, atol=2e-3)  # batched convs differ only in float rounding
+
+
+def test_no_seams_at_tile_borders(model):
+    """Gradient across tile borders is no larger than across the interior rows of the tiles."""
+    from restorevar.tiling import plan_tiles
+
+    rgb = photo(128, 400, seed=3)
+    out = restore_array(model, rgb, RestoreOptions(overlap=32))
+    starts = sorted({x for _, x in plan_tiles(128, 400, 128, 32)})
+    ends = [s + 128 for s in starts[:-1]]
+    jump = np.abs(np.diff(out, axis=1)).mean(axis=(0, 2))  # (W-1,) mean horizontal gradient per column
+    border = np.mean([jump[c - 1] for c in starts[1:] + ends])
+    interior = np.median(jump)
+    assert border <= 1.5 * interior, f"border gradient {border:.4f} vs interior {interior:.4f}"
+
+
+def test_resize_mode(model):
+    out = restore_array(model, photo(90, 333), RestoreOptions(resize=True))
+    assert out.shape == (90, 333, 3)
+
+
+def test_folder_run_with_bad_files(model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb8 = (photo(60, 90) * 255).astype(np.uint8)
+    Image.fromarray(rgb8).save(src / "good.jpg")
+    Image.fromarray(rgb8[..., 0]).save(src / "grey.png")
+    rgba = np.concatenate([rgb8, np.full((60, 90, 1), 77, np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
+    (src / "notes.png").write_text("not an image")
+    (src / "empty.jpg").write_bytes(b"")
+    summary = restore_paths(model, [src], tmp_path / "out")
+    assert sorted(p.name for p in summary.done) == ["alpha_restored.png", "good_restored.png", "grey_restored.png"]
+    assert sorted(p.name for p, _ in summary.failed) == ["empty.jpg", "notes.png"]
+    assert Image.open(tmp_path / "out" / "grey_restored.png").mode == "L"
+    alpha_out = Image.open(tmp_path / "out" / "alpha_restored.png")
+    assert alpha_out.mode == "RGBA" and (np.asarray(alpha_out)[..., 3] == 77).all()
+    assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob(".*"))
+
+
+def test_inputs_are_never_overwritten(model, tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray((photo(30, 30) * 255).astype(np.uint8)).save(path)
+    before = path.read_bytes()
+    summary = restore_paths(model, [path], tmp_path, suffix="")
+    assert summary.failed and "would replace an input" in summary.failed[0][1]
+    assert path.read_bytes() == before
+
+
+def test_skip_existing_and_refuse_existing(model, tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray((photo(30, 30) * 255).astype(np.uint8)).save(path)
+    assert restore_paths(model, [path], tmp_path / "o").done
+    assert restore_paths(model, [path], tmp_path / "o", skip_existing=True).skipped == [path]
+    assert "exists" in restore_paths(model, [path], tmp_path / "o").failed[0][1]
+
+
+def test_sixteen_bit_png_stays_sixteen_bit(model, tmp_path):
+    wide = (photo(40, 40)[..., 0] * 65535).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "w.png")
+    summary = restore_paths(model, [tmp_path / "w.png"], tmp_path / "o")
+    out = Image.open(summary.done[0])
+    assert out.mode.startswith("I") and np.asarray(out).max() > 255
+
+
+def test_cli_restore_exit_codes_and_compare(model_dir, tmp_path, capsys):
+    Image.fromarray((photo(50, 70) * 255).astype(np.uint8)).save(tmp_path / "x.jpg")
+    code = main(["restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir), "--compare"])
+    assert code == 0
+    assert (tmp_path / "o" / "x_restored.png").is_file() and (tmp_path / "o" / "x_restored_compare.png").is_file()
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    code = main(["restore", str(tmp_path / "bad.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir)])
+    assert code == 1
+    assert "bad.jpg" in capsys.readouterr().err
+
+
+def test_cli_without_a_default_model_explains(tmp_path, capsys, monkeypatch):
+    import restorevar.presets as presets
+
+    monkeypatch.setattr(presets, "BUNDLED_WEIGHTS", tmp_path / "none")
+    assert main(["restore", str(tmp_path / "x.jpg")]) == 1
+    assert "default model" in capsys.readouterr().err

@@ -14,6 +14,7 @@ EXAMPLES = {
     "convert": "example: restorevar convert ~/Downloads/restorevar_release models/restorevar-paper",
     "restore": "example: restorevar restore photos/ -r -o restored/ --compare",
     "photos": "example: restorevar data photos data/photos",
+    "bench": "example: restorevar bench --preset paper-512 --batch 1 --repeats 3 --out benchmarks/results",
 }
 
 
@@ -43,6 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="use this preset's architecture instead of the inferred one")
     p.add_argument("--refiner-heads", type=int, help="refiner attention heads (default: width/64, as in the paper)")
     p.set_defaults(func=convert_command)
+
+    p = commands.add_parser(
+        "bench", help="latency, throughput, memory and FLOPs per stage",
+        description="Time encoder, transformer (per scale), refiner and decoder after warm-up, with peak memory "
+        "(RSS on CPU, allocated on CUDA) and FLOPs; writes NAME.json and NAME.md.", epilog=EXAMPLES["bench"],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--model", help="model folder or name (default: the bundled model)")
+    weights.add_argument("--preset", help="benchmark a preset with random weights (e.g. paper-512)")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one extra run)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--name", help="result file name (default: MODEL-DEVICE-DTYPE)")
+    p.set_defaults(func=bench_command)
 
     data = commands.add_parser("data", help="build training data").add_subparsers(dest="data_command", required=True)
     p = data.add_parser(
@@ -75,6 +96,33 @@ def convert_command(args) -> int:
     for note in converted.notes:
         log.info(note)
     print(f"wrote {args.out_dir} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    return 0
+
+
+def bench_command(args) -> int:
+    import torch
+
+    from .bench import benchmark
+    from .pipeline import DTYPES, RestoreVAR, pick_device
+    from .presets import get_preset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.preset:
+        torch.manual_seed(0)
+        model = RestoreVAR(get_preset(args.preset)).to(pick_device(args.device)).eval()
+        model.compute_dtype = DTYPES[args.dtype]
+        label = f"{args.preset}-random"
+    else:
+        model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+        label = Path(args.model).name if args.model else "default"
+    name = args.name or f"{label}-{model.device.type}-{args.dtype}"
+    batches = [int(b) for b in args.batch.split(",")]
+    report = benchmark(model, name, batches=batches, repeats=args.repeats, warmup=args.warmup,
+                       flops=not args.no_flops)
+    json_path, md_path = report.save(args.out, name)
+    print(report.markdown())
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
 
 

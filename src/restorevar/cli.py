@@ -27,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from . import eval_cli, restore_cli
+    from . import eval_cli, restore_cli, serve
 
     restore_cli.add_parser(commands, EXAMPLES["restore"])
     eval_cli.add_parser(commands)
+    serve.add_parser(commands)
 
     p = commands.add_parser(
         "convert", help="convert the official RestoreVAR checkpoints to our format",

@@ -104,3 +104,36 @@ def test_gains_start_at_zero(tiny_config):
     t = RestoreVARTransformer(tiny_config.transformer, tiny_config.tokenizer)
     assert t.global_gain.item() == 0.0
     assert all(b.cross_attn.gain.item() == 0.0 for b in t.blocks)
+
+
+
+def reference_generate(transformer, cond_BNCv, quantizer):
+    """The straightforward path, as in the paper's code: at every scale rerun the whole prefix with the
+    block-causal mask and recompute the cross-attention K/V of the condition; no caches at all."""
+    B, side, bounds = cond_BNCv.shape[0], transformer.patch_nums[-1], transformer.scale_bounds
+    indices, f_hat, inputs = [], 0, []
+    for k in range(len(transformer.patch_nums)):
+        end = bounds[k + 1]
+        prefix = torch.cat(inputs, 1) if inputs else cond_BNCv.new_zeros(B, 0, cond_BNCv.shape[2])
+        x = torch.cat([transformer.prepare_condition(cond_BNCv).start_BC[:, None], transformer.token_embed(prefix)], 1)
+        x = x + transformer.scale_embed(transformer.scale_ids[:end])
+        rope = (transformer.rope_cos[:end], transformer.rope_sin[:end])
+        for block, kv in zip(transformer.blocks, transformer.prepare_condition(cond_BNCv).kv):
+            x = block(x, rope, kv, mask_LL=transformer.block_causal_mask()[:end, :end])
+        indices.append(transformer.logits(x[:, bounds[k] : end]).argmax(-1))
+        f_hat = f_hat + quantizer.upsample_and_phi(quantizer.embed(indices[-1], side), k, side)
+        if k + 1 < len(transformer.patch_nums):
+            inputs.append(quantizer.downsample_flat(f_hat, transformer.patch_nums[k + 1]))
+    return indices, f_hat, x
+
+
+def test_fast_generation_equals_the_straightforward_path(golden_model, golden_restorevar):
+    """Bit-identical greedy tokens and the same latent: KV cache + once-per-image condition K/V change nothing."""
+    _, expected = golden_restorevar
+    t, q = golden_model.transformer, golden_model.vqvae.quantizer
+    with torch.no_grad():
+        ref_indices, ref_f_hat, ref_last = reference_generate(t, expected["tf_cond_fs3"], q)
+    fast = t.generate(expected["tf_cond_fs3"], q)
+    assert all(torch.equal(a, b) for a, b in zip(fast.indices, ref_indices))
+    torch.testing.assert_close(fast.f_hat_BChw, ref_f_hat, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast.hidden_BLC, ref_last, rtol=0, atol=1e-4)

@@ -188,6 +188,7 @@ class BenchReport:
     gflops_per_image: dict[str, float] = field(default_factory=dict)
     gemm_peak_gflops: float = 0.0
     results: list[dict] = field(default_factory=list)
+    vs_fp32: dict | None = None  # mixed precision only: token agreement and PSNR against fp32
 
     def markdown(self) -> str:
         lines = [
@@ -217,6 +218,10 @@ class BenchReport:
                 lines.append(f"| {stage} | {gf:.1f} | {rate:.0f} | {rate / self.gemm_peak_gflops:.0%} |")
         lines += ["", "Seconds per transformer scale (batch " f"{self.results[0]['batch']}, median): "
                   + ", ".join(f"{s:.3f}" for s in self.results[0]["per_scale_median_s"])]
+        if self.vs_fp32:
+            same = ", ".join(f"{v:.1%}" for v in self.vs_fp32["identical_tokens_per_scale"])
+            lines += ["", f"{self.dtype} vs fp32 on random images: identical tokens per scale {same}; "
+                      f"output PSNR {self.vs_fp32['psnr_vs_fp32_db']:.1f} dB."]
         return "\n".join(lines) + "\n"
 
     def save(self, out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -245,6 +250,11 @@ def benchmark(model, name: str, *, batches: list[int], repeats: int, warmup: int
     report.gemm_peak_gflops = measured_gemm_peak(model.device)
     if flops:
         report.gflops_per_image = count_flops(model)
+    if model.compute_dtype != torch.float32:
+        from .speed import dtype_agreement
+
+        images = torch.rand(2, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(1))
+        report.vs_fp32 = dtype_agreement(model, images, model.compute_dtype)
     for batch in batches:
         log.info("batch %d: %d warm-up + %d timed runs", batch, warmup, repeats)
         report.results.append(run_batch(model, batch, repeats=repeats, warmup=warmup).summary())

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one extra run)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the stages first (slow to start)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--name", help="result file name (default: MODEL-DEVICE-DTYPE)")
     p.set_defaults(func=bench_command)
@@ -118,7 +119,11 @@ def bench_command(args) -> int:
     else:
         model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)
         label = Path(args.model).name if args.model else "default"
-    name = args.name or f"{label}-{model.device.type}-{args.dtype}"
+    if args.compile:
+        from .speed import compile_model
+
+        compile_model(model, mode="reduce-overhead" if model.device.type == "cuda" else "default")
+    name = args.name or f"{label}-{model.device.type}-{args.dtype}" + ("-compiled" if args.compile else "")
     batches = [int(b) for b in args.batch.split(",")]
     report = benchmark(model, name, batches=batches, repeats=args.repeats, warmup=args.warmup,
                        flops=not args.no_flops)

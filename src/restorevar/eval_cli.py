@@ -110,7 +110,7 @@ def evaluate_command(args) -> int:
 
 def analyze_command(args) -> int:
     from .analyze import analysis_grid, analyze_files, default_grid_path
-    from .images import save_image
+    from .image_save import save_image
     from .pipeline import RestoreVAR
 
     model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .images import save_image
+from .image_save import save_image
 from .metrics import METRICS
 
 DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "niqe": 3, "brisque": 2, "musiq": 2, "clipiqa": 4}

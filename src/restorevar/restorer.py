@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, from_tensor, load_image, load_image_from, save_image
-from .images import side_by_side, to_pil, to_tensor
+from .image_save import save_image, side_by_side
+from .images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, from_tensor, load_image, load_image_from
+from .images import to_pil, to_tensor
 from .tiling import restore_resized, restore_tiled
 
 log = logging.getLogger(__name__)

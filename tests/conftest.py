@@ -52,3 +52,11 @@ def golden_model(converted_tiny) -> RestoreVAR:
 @pytest.fixture
 def tiny_config():
     return get_preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def golden_model_dir(golden_model, tmp_path_factory):
+    """The golden model saved as a model folder, for CLI and from_pretrained tests."""
+    directory = tmp_path_factory.mktemp("golden_model")
+    golden_model.save_pretrained(directory)
+    return directory

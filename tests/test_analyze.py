@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from restorevar.analyze import AnalysisError, analysis_grid, analyze_pair, swap_scales, token_agreement
-from restorevar.eval_cli import main
+from restorevar.cli import main
 from restorevar.report import CAPTION_HEIGHT, GAP, LABEL_WIDTH, grid_size
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import restorevar.evaluate as evaluate_module
-from restorevar.eval_cli import main
+from restorevar.cli import main
 from restorevar.evaluate import (
     DataSpec, EvalOptions, EvalResult, EvaluationError, ImageRecord, evaluate, make_convention, open_eval_dataset,
     paper_resize, parse_data_spec,
@@ -44,14 +44,7 @@ def paired_folder(root, sizes):
 
 
 @pytest.fixture(scope="module")
-def model_dir(golden_model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("model")
-    golden_model.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def cli_run(model_dir, tmp_path_factory):
+def cli_run(golden_model_dir, tmp_path_factory):
     """One tile-mode CLI run over a paired rain folder (128×128 and 128×150) and a no-reference folder."""
     root = tmp_path_factory.mktemp("data")
     rain = paired_folder(root / "rain", [(128, 128), (128, 150)])
@@ -66,7 +59,7 @@ def cli_run(model_dir, tmp_path_factory):
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
         patch.setattr(evaluate_module, "unavailable_metric_reason", reason)
-        code = main(["evaluate", "--model", str(model_dir), "--data", str(rain), "--data", f"noref:{root / 'dark'}",
+        code = main(["evaluate", "--model", str(golden_model_dir), "--data", str(rain), "--data", f"noref:{root / 'dark'}",
                      "--metrics", "psnr,ssim,lpips,niqe", "--out", str(out), "--showcase", "1", "--no-progress"])
     assert code == 0
     with open(out / "per_image.csv", newline="", encoding="utf-8") as file:
@@ -150,9 +143,9 @@ def test_paper_mode_squashes_to_native_size_and_scores_float_output(golden_model
     assert means["psnr"] == pytest.approx(np.mean([r.output["psnr"] for r in result.records]))
 
 
-def test_cli_failures_exit_nonzero(model_dir, tmp_path, capsys):
+def test_cli_failures_exit_nonzero(golden_model_dir, tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "none"), "--data", str(tmp_path)]) == 1
-    assert main(["evaluate", "--model", str(model_dir), "--data", str(tmp_path / "missing")]) == 1
+    assert main(["evaluate", "--model", str(golden_model_dir), "--data", str(tmp_path / "missing")]) == 1
     assert "neither a folder nor a .json" in capsys.readouterr().err
 
 

@@ -11,15 +11,8 @@ from restorevar.restorer import RestoreOptions, restore_array, restore_paths
 
 
 @pytest.fixture(scope="module")
-def model_dir(golden_model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("model")
-    golden_model.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def model(model_dir):
-    return RestoreVAR.from_pretrained(model_dir)
+def model(golden_model_dir):
+    return RestoreVAR.from_pretrained(golden_model_dir)
 
 
 def photo(height, width, seed=0):
@@ -114,13 +107,13 @@ def test_sixteen_bit_png_stays_sixteen_bit(model, tmp_path):
     assert out.mode.startswith("I") and np.asarray(out).max() > 255
 
 
-def test_cli_restore_exit_codes_and_compare(model_dir, tmp_path, capsys):
+def test_cli_restore_exit_codes_and_compare(golden_model_dir, tmp_path, capsys):
     Image.fromarray((photo(50, 70) * 255).astype(np.uint8)).save(tmp_path / "x.jpg")
-    code = main(["restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir), "--compare"])
+    code = main(["restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--model", str(golden_model_dir), "--compare"])
     assert code == 0
     assert (tmp_path / "o" / "x_restored.png").is_file() and (tmp_path / "o" / "x_restored_compare.png").is_file()
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    code = main(["restore", str(tmp_path / "bad.jpg"), "-o", str(tmp_path / "o"), "--model", str(model_dir)])
+    code = main(["restore", str(tmp_path / "bad.jpg"), "-o", str(tmp_path / "o"), "--model", str(golden_model_dir)])
     assert code == 1
     assert "bad.jpg" in capsys.readouterr().err
 

@@ -104,15 +104,14 @@ def bench_command(args) -> int:
     import torch
 
     from .bench import benchmark
-    from .pipeline import DTYPES, RestoreVAR, pick_device
+    from .pipeline import RestoreVAR
     from .presets import get_preset
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.preset:
         torch.manual_seed(0)
-        model = RestoreVAR(get_preset(args.preset)).to(pick_device(args.device)).eval()
-        model.compute_dtype = DTYPES[args.dtype]
+        model = RestoreVAR(get_preset(args.preset)).prepare_for_inference(device=args.device, dtype=args.dtype)
         label = f"{args.preset}-random"
     else:
         model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)

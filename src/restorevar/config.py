@@ -127,7 +127,7 @@ class RestoreVARConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RestoreVARConfig:
-        _reject_unknown(data, cls, "config")
+        reject_unknown_keys(data, cls, "config")
         parts = {}
         for f in dataclasses.fields(cls):
             sub_cls = f.default_factory  # the sub-config class
@@ -157,7 +157,7 @@ def check_patch_nums(patch_nums: tuple[int, ...], latent_size: int) -> None:
         )
 
 
-def _reject_unknown(data: dict[str, Any], cls: type, where: str) -> None:
+def reject_unknown_keys(data: dict[str, Any], cls: type, where: str) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
@@ -167,7 +167,7 @@ def _reject_unknown(data: dict[str, Any], cls: type, where: str) -> None:
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    _reject_unknown(data, cls, where)
+    reject_unknown_keys(data, cls, where)
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in data:

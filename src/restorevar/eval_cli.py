@@ -126,23 +126,3 @@ def analyze_command(args) -> int:
     print(analysis.table())
     print(f"wrote {grid_path} and {json_path}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run either command standalone: `python -m restorevar.eval_cli evaluate ...`."""
-    parser = argparse.ArgumentParser(prog="restorevar")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and full tracebacks")
-    add_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        return args.func(args)
-    except (ValueError, OSError, RuntimeError) as err:
-        if args.verbose:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@ Ground-truth preparation (why each step):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import fnmatch
@@ -26,7 +25,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -398,32 +396,3 @@ def build_photo_set(
     total = sum((out_dir / p.file).stat().st_size for p in manifest.photos)
     logger.info("%d photos, %.1f MB, %.1f s", len(manifest.photos), total / 1e6, time.perf_counter() - started)
     return manifest
-
-
-# ---- standalone entry point (the CLI registers `restorevar data photos` in cli.py) ---------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m restorevar.photos OUT_DIR [--cache-dir DIR] [--packages P ...]`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m restorevar.photos", description="Build the clean training photo set from Debian packages.",
-        epilog="example: python -m restorevar.photos ~/restorevar-photos --cache-dir ~/debs",
-    )
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--cache-dir", type=Path, default=None, help=f"where .deb files are kept (default {default_cache_dir()})")
-    parser.add_argument("--packages", nargs="+", default=None, help="only these packages")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
-    try:
-        manifest = build_photo_set(args.out_dir, cache_dir=args.cache_dir, packages=args.packages)
-    except (PhotoSetError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    total = sum((args.out_dir / p.file).stat().st_size for p in manifest.photos)
-    sys.stdout.write(f"{len(manifest.photos)} photos, {total / 1e6:.1f} MB in {args.out_dir} ({time.perf_counter() - started:.1f} s)\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

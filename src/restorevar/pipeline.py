@@ -107,9 +107,14 @@ class RestoreVAR(nn.Module):
         for name, file in checkpoint.COMPONENT_FILES.items():
             state = checkpoint.read_safetensors(directory / file)
             checkpoint.load_strict(getattr(model, name), {k: v.float() for k, v in state.items()}, directory / file)
-        model.compute_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
-        model.vqvae.to(memory_format=torch.channels_last)
-        return model.to(pick_device(device)).eval()
+        return model.prepare_for_inference(device=device, dtype=dtype)
+
+    def prepare_for_inference(self, *, device: str | torch.device | None = None,
+                              dtype: str | torch.dtype = "fp32") -> RestoreVAR:
+        """Device, compute dtype (autocast; weights stay fp32), channels-last convolutions, eval mode."""
+        self.compute_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        self.vqvae.to(memory_format=torch.channels_last)
+        return self.to(pick_device(device)).eval()
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:

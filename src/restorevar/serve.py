@@ -259,17 +259,3 @@ def serve_command(args) -> int:
     finally:
         server.server_close()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m restorevar.serve [FLAGS]`: the same as `restorevar serve [FLAGS]`."""
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m restorevar")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    return serve_command(parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)]))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

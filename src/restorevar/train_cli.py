@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from .train_config import TrainConfig  # torch-free
 
@@ -16,7 +15,7 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = {
     "tokenizer": "example: restorevar train tokenizer --preset small --data data/photos --steps 20000 --out runs/tok",
-    "transformer": "example: torchrun --nproc_per_node=2 -m restorevar.train_cli transformer --tokenizer runs/tok "
+    "transformer": "example: torchrun --nproc_per_node=2 -m restorevar.cli train transformer --tokenizer runs/tok "
                    "--data data/photos --batch-size 48 --out runs/var",
     "refiner": "example: restorevar train refiner --transformer runs/var --data data/photos --out runs/refiner",
     "decoder": "example: restorevar train decoder --refiner runs/refiner --data data/photos --out runs/final",
@@ -98,20 +97,3 @@ def train_command(args) -> int:
         print(f"trained {config.stage} for {config.steps} steps → {config.out} "
               f"(final loss {metrics.get('loss', float('nan')):.4f})")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run standalone: `python -m restorevar.train_cli transformer ...` (what `torchrun -m` can call)."""
-    parser = argparse.ArgumentParser(prog="restorevar train")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        return args.func(args)
-    except (ValueError, OSError, RuntimeError) as e:  # one line, like `restorevar`; no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, reject_unknown_keys
 
 STAGES = ("tokenizer", "transformer", "refiner", "decoder")
 
@@ -75,12 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        reject_unknown_keys(data, cls, "the training config")
         values = {k: tuple(v) if k == "betas" else v for k, v in data.items()}
         for k in ("data", "val_data"):
             if isinstance(values.get(k), str):

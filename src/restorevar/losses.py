@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .perceptual import PerceptualLoss, PerceptualUnavailableError  # noqa: F401  (re-exported)
 from .quantizer import MultiScaleQuantizer
 
 

@@ -29,8 +29,9 @@ from torch import nn
 
 from . import checkpoint
 from .config import ConfigError, RestoreVARConfig
-from .losses import (PatchDiscriminator, PerceptualLoss, adaptive_gan_weight, codebook_usage, hinge_d_loss,
+from .losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hinge_d_loss,
                      hinge_g_loss, l1_loss, multiscale_vq, ssim)
+from .perceptual import PerceptualLoss
 from .pipeline import RestoreVAR
 from .trainer import Dist, TrainConfig, ValResult, mix_seed, weight_decay_groups
 

@@ -49,7 +49,7 @@ def restore_command(args) -> int:
 
     model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     options = RestoreOptions(tile=args.tile, overlap=args.overlap, resize=args.resize, batch_size=args.batch_size)
-    bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, delay=0.5)
 
     def on_file(index: int, total: int, path: Path) -> None:
         bar.total = total
@@ -66,7 +66,7 @@ def restore_command(args) -> int:
         max_pixels=args.max_pixels or None, on_file=on_file, on_tiles=on_tiles,
     )
     bar.n = bar.total or 0
-    bar.close()
+    bar.close()  # a run shorter than the 0.5 s delay prints no bar at all
     for path in summary.done:
         print(path)
     print(summary.line(), file=sys.stderr)

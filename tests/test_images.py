@@ -354,3 +354,12 @@ def test_side_by_side():
     assert both.getpixel((0, 0)) == (0, 0, 0)
     assert both.getpixel((13, 5)) == (255, 255, 255)  # the gap
     assert both.getpixel((25, 15)) == (255, 0, 0)
+
+
+def test_sixteen_bit_rgb_tiff_in_many_strips_is_exact(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    wide = np.random.default_rng(0).integers(0, 65535, (60, 40, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "s.tif", wide, rowsperstrip=8, compression="zlib")
+    loaded = load_image(tmp_path / "s.tif")
+    assert loaded.bit_depth == 16
+    np.testing.assert_array_equal(np.round(loaded.rgb * 65535).astype(np.uint16), wide)

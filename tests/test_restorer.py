@@ -5,9 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from restorevar.cli import main
 from restorevar.pipeline import RestoreVAR
-from restorevar.restorer import RestoreOptions, restore_array, restore_paths
+from restorevar.restorer import RestoreOptions, restore_array
 
 
 @pytest.fixture(scope="module")
@@ -61,69 +60,6 @@ def test_no_seams_at_tile_borders(model):
 def test_resize_mode(model):
     out = restore_array(model, photo(90, 333), RestoreOptions(resize=True))
     assert out.shape == (90, 333, 3)
-
-
-def test_folder_run_with_bad_files(model, tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    rgb8 = (photo(60, 90) * 255).astype(np.uint8)
-    Image.fromarray(rgb8).save(src / "good.jpg")
-    Image.fromarray(rgb8[..., 0]).save(src / "grey.png")
-    rgba = np.concatenate([rgb8, np.full((60, 90, 1), 77, np.uint8)], axis=2)
-    Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
-    (src / "notes.png").write_text("not an image")
-    (src / "empty.jpg").write_bytes(b"")
-    summary = restore_paths(model, [src], tmp_path / "out")
-    assert sorted(p.name for p in summary.done) == ["alpha_restored.png", "good_restored.png", "grey_restored.png"]
-    assert sorted(p.name for p, _ in summary.failed) == ["empty.jpg", "notes.png"]
-    assert Image.open(tmp_path / "out" / "grey_restored.png").mode == "L"
-    alpha_out = Image.open(tmp_path / "out" / "alpha_restored.png")
-    assert alpha_out.mode == "RGBA" and (np.asarray(alpha_out)[..., 3] == 77).all()
-    assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob(".*"))
-
-
-def test_inputs_are_never_overwritten(model, tmp_path):
-    path = tmp_path / "a.png"
-    Image.fromarray((photo(30, 30) * 255).astype(np.uint8)).save(path)
-    before = path.read_bytes()
-    summary = restore_paths(model, [path], tmp_path, suffix="")
-    assert summary.failed and "would replace an input" in summary.failed[0][1]
-    assert path.read_bytes() == before
-
-
-def test_skip_existing_and_refuse_existing(model, tmp_path):
-    path = tmp_path / "a.png"
-    Image.fromarray((photo(30, 30) * 255).astype(np.uint8)).save(path)
-    assert restore_paths(model, [path], tmp_path / "o").done
-    assert restore_paths(model, [path], tmp_path / "o", skip_existing=True).skipped == [path]
-    assert "exists" in restore_paths(model, [path], tmp_path / "o").failed[0][1]
-
-
-def test_sixteen_bit_png_stays_sixteen_bit(model, tmp_path):
-    wide = (photo(40, 40)[..., 0] * 65535).astype(np.uint16)
-    Image.fromarray(wide).save(tmp_path / "w.png")
-    summary = restore_paths(model, [tmp_path / "w.png"], tmp_path / "o")
-    out = Image.open(summary.done[0])
-    assert out.mode.startswith("I") and np.asarray(out).max() > 255
-
-
-def test_cli_restore_exit_codes_and_compare(golden_model_dir, tmp_path, capsys):
-    Image.fromarray((photo(50, 70) * 255).astype(np.uint8)).save(tmp_path / "x.jpg")
-    code = main(["restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--model", str(golden_model_dir), "--compare"])
-    assert code == 0
-    assert (tmp_path / "o" / "x_restored.png").is_file() and (tmp_path / "o" / "x_restored_compare.png").is_file()
-    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    code = main(["restore", str(tmp_path / "bad.jpg"), "-o", str(tmp_path / "o"), "--model", str(golden_model_dir)])
-    assert code == 1
-    assert "bad.jpg" in capsys.readouterr().err
-
-
-def test_cli_without_a_default_model_explains(tmp_path, capsys, monkeypatch):
-    import restorevar.presets as presets
-
-    monkeypatch.setattr(presets, "BUNDLED_WEIGHTS", tmp_path / "none")
-    assert main(["restore", str(tmp_path / "x.jpg")]) == 1
-    assert "default model" in capsys.readouterr().err
 
 
 def test_python_api_restores_pil_and_arrays_alike(model):

@@ -38,15 +38,13 @@ def swap_rawmode_byte_order(rawmode: str) -> str | None:
 
 
 def decode_with_rawmode(data: bytes, rawmode: str) -> np.ndarray:
-    """Decode the single-tile image file `data` with Pillow's unpacker set to `rawmode`.
+    """Decode the image file `data` with Pillow's unpacker set to `rawmode` for every tile/strip.
 
     Returns the 8-bit pixels as Pillow's mode gives them; raises one of `DECODE_ERRORS`
     for a corrupt or truncated file.
     """
     img = Image.open(io.BytesIO(data))
-    tile = img.tile[0]
-    args = (rawmode, *tile.args[1:]) if isinstance(tile.args, tuple) else rawmode
-    img.tile = [tile._replace(args=args)]
+    img.tile = [t._replace(args=(rawmode, *t.args[1:]) if isinstance(t.args, tuple) else rawmode) for t in img.tile]
     img.load()
     return np.asarray(img)
 
@@ -59,10 +57,10 @@ def decode_wide(data: bytes, img: Image.Image) -> np.ndarray | None:
     byte per sample; decoding twice with the byte order swapped gives the other byte.
     Raises one of `DECODE_ERRORS` for a corrupt or truncated file.
     """
-    if len(img.tile) != 1:
+    rawmodes = {t.args[0] if isinstance(t.args, tuple) else t.args for t in img.tile}
+    if len(rawmodes) != 1:  # multi-strip TIFFs are fine as long as every strip is packed alike
         return None
-    args = img.tile[0].args
-    rawmode = args[0] if isinstance(args, tuple) else args
+    rawmode = rawmodes.pop()
     if not isinstance(rawmode, str):
         return None
     if rawmode == "LA;16B":  # 4 bytes/pixel: unpack as 8-bit RGBA = (L hi, L lo, A hi, A lo)

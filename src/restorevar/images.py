@@ -100,7 +100,7 @@ def load_image_from(obj, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Load
     if isinstance(obj, Image.Image):
         name = getattr(obj, "filename", None) or "<PIL image>"
         warnings = []
-        if getattr(obj, "n_frames", 1) > 1:
+        if getattr(obj, "n_frames", 1) > 1 and obj.format != "MPO":
             warnings.append(f"'{name}' has {obj.n_frames} frames; restoring the current frame only")
         try:
             obj = ImageOps.exif_transpose(obj)
@@ -131,7 +131,7 @@ def load_image_bytes(
         )
     fmt = img.format
     warnings = []
-    if getattr(img, "n_frames", 1) > 1:
+    if getattr(img, "n_frames", 1) > 1 and img.format != "MPO":  # MPO: a camera JPEG with a preview frame
         warnings.append(f"'{name}' is animated/multi-frame ({img.n_frames} frames); using the first frame")
 
     try:

@@ -82,8 +82,8 @@ class RestoreVAR(nn.Module):
         return restore_image(self, image, RestoreOptions(tile, overlap, resize, batch_size))
 
     def restore_paths(self, inputs, out_dir=None, **kwargs):
-        """Restore files, folders or globs into `out_dir`; see `restorer.restore_paths`."""
-        from .restorer import restore_paths
+        """Restore files, folders or globs into `out_dir`; see `folders.restore_paths`."""
+        from .folders import restore_paths
 
         return restore_paths(self, inputs, out_dir, **kwargs)
 

@@ -66,8 +66,8 @@ def resolve_model(name_or_dir: str | Path | None) -> Path:
             return candidate
     if spec == DEFAULT_MODEL:
         raise ConfigError(
-            f"the bundled default model is missing ({BUNDLED_WEIGHTS / spec}); reinstall restorevar, "
-            "train one with `make train-default`, or pass --model DIR"
+            f"no default model is bundled yet (expected {BUNDLED_WEIGHTS / spec}); pass --model DIR: a folder "
+            "from `restorevar train` or `restorevar convert` (the paper's weights); `make demo` shows a smoke model"
         )
     if spec in _PRESETS:
         raise ConfigError(

@@ -188,3 +188,16 @@ def test_table_average_is_mean_of_dataset_means():
     by_degradation = format_table(result, group="degradation")
     assert any(line.startswith("snow") and "30.00" in line for line in by_degradation.splitlines())
     assert unavailable_metric_reason("psnr") is None
+
+
+def test_an_unreadable_image_is_reported_and_the_rest_scored(golden_model_dir, tmp_path, capsys):
+    root = paired_folder(tmp_path / "pairs", [(128, 128), (128, 128)])
+    (root / "input" / "im1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code = main(["evaluate", "--model", str(golden_model_dir), "--data", str(root), "--metrics", "psnr",
+                 "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 1
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(data["failed"]) == 1 and "im1.png" in data["failed"][0]["error"]
+    rows = list(csv.DictReader((tmp_path / "out" / "per_image.csv").open()))
+    assert len(rows) == 1 and rows[0]["name"].endswith("im0.png")
+    assert "could not be read" in capsys.readouterr().err

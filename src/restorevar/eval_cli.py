@@ -105,7 +105,10 @@ def evaluate_command(args) -> int:
     paths = write_report(result, args.out, group=args.group)
     print(format_table(result, group=args.group))
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
-    return 0
+    if result.failed:
+        print(f"{len(result.failed)} image(s) could not be read and were not scored (listed in results.json)",
+              file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def analyze_command(args) -> int:

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from .dataset_layouts import DatasetError, detect_layout, guess_degradation, list_images
 from .datasets import open_dataset
-from .images import from_tensor, load_image, to_tensor
+from .images import ImageError, from_tensor, load_image, to_tensor
 from .metrics import BASICSR, METRICS, PAPER, MetricConvention, MetricInputError, unavailable_metric_reason
 from .restorer import RestoreOptions, restore_array
 
@@ -217,6 +217,7 @@ class EvalResult:
     worst: list[Showcase] = dataclasses.field(default_factory=list)
     model: dict = dataclasses.field(default_factory=dict)
     environment: dict = dataclasses.field(default_factory=dict)
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (image, why): skipped, not scored
 
     @property
     def computed_metrics(self) -> list[str]:
@@ -255,13 +256,26 @@ def paper_resize(rgb_HW3: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(pixels.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
 
 
-def _restore_items(model, dataset: Dataset, count: int, options: EvalOptions) -> Iterator[tuple]:
+def _load_item(dataset: Dataset, index: int, failed: list[tuple[str, str]]) -> dict | None:
+    """One item, or None after logging why it cannot be read: one bad file must not end an evaluation."""
+    try:
+        return dataset[index]
+    except (ImageError, DatasetError, OSError, ValueError) as e:
+        logger.error("%s", e)
+        failed.append((f"{type(dataset).__name__}[{index}]", str(e)))
+        return None
+
+
+def _restore_items(model, dataset: Dataset, count: int, options: EvalOptions,
+                   failed: list[tuple[str, str]]) -> Iterator[tuple]:
     """Yield (item, degraded_HW3, target_HW3 | None, output_HW3, seconds) as compared by the protocol."""
     size = model.image_size
     if options.mode != "paper":
         restore_options = RestoreOptions(options.tile, options.overlap, options.mode == "resize", options.batch_size)
         for index in range(count):
-            item = dataset[index]
+            item = _load_item(dataset, index, failed)
+            if item is None:
+                continue
             degraded = from_tensor(item["degraded"])
             target = None if item["clean"] is None else from_tensor(item["clean"])
             start = time.perf_counter()
@@ -270,7 +284,10 @@ def _restore_items(model, dataset: Dataset, count: int, options: EvalOptions) ->
         return
     # paper: every image becomes S×S, so whole images are batched
     for first in range(0, count, options.batch_size):
-        batch = [dataset[index] for index in range(first, min(first + options.batch_size, count))]
+        batch = [item for index in range(first, min(first + options.batch_size, count))
+                 if (item := _load_item(dataset, index, failed)) is not None]
+        if not batch:
+            continue
         degraded = [paper_resize(from_tensor(item["degraded"]), size) for item in batch]
         start = time.perf_counter()
         # .cpu() inside the timer: it waits for the GPU, which the paper's timer did not (spec §3)
@@ -317,11 +334,11 @@ def evaluate(model, specs: list[DataSpec], options: EvalOptions, *, model_name: 
     opened = [(spec, open_eval_dataset(spec, model.image_size)) for spec in specs]
     counts = [min(len(dataset), options.limit or len(dataset)) for _, dataset in opened]
     ranking = _ranking_metric(metrics, has_reference=any(spec.has_reference for spec in specs))
-    records, showcase = [], []
+    records, showcase, failed = [], [], []
     with tqdm(total=sum(counts), unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
         for (spec, dataset), count in zip(opened, counts):
             bar.set_description(spec.name[:30])
-            for item, degraded, target, output, seconds in _restore_items(model, dataset, count, options):
+            for item, degraded, target, output, seconds in _restore_items(model, dataset, count, options, failed):
                 record = ImageRecord(spec.name, item["name"], item["degradation"], output.shape[0], output.shape[1],
                                      seconds, score(degraded, target, metrics, options.convention),
                                      score(output, target, metrics, options.convention))
@@ -342,7 +359,7 @@ def evaluate(model, specs: list[DataSpec], options: EvalOptions, *, model_name: 
                   "parameters": sum(p.numel() for p in model.parameters())}
     return EvalResult(options, describe_protocol(options, model.image_size), describe_convention(options.convention),
                       [spec for spec, _ in opened], records, unavailable, ranking, best, worst,
-                      model=model_info, environment=environment(model))
+                      model=model_info, environment=environment(model), failed=failed)
 
 
 def _keep_extremes(entries: list[Showcase], k: int) -> list[Showcase]:

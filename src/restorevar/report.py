@@ -167,6 +167,7 @@ def results_dict(result) -> dict:
         "best": [entry.record.name for entry in result.best],
         "worst": [entry.record.name for entry in result.worst],
         "environment": result.environment,
+        "failed": [{"image": image, "error": error} for image, error in result.failed],
     })
 
 

@@ -1,12 +1,14 @@
 # Two commands for a fresh clone:
 #   make demo   set up .venv and restore the bundled example photos into outputs/
 #   make test   set up .venv and run the test suite (what CI runs)
+# And one to rebuild the bundled model (~2 h on 2 CPU cores; safe to interrupt and rerun):
+#   make train-default
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU wheel installs from local disk in seconds; on a GPU machine install a CUDA build of torch first.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo clean
+.PHONY: install test demo clean train-default heldout
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +32,23 @@ demo: install
 			--vae $(SMOKE)/vqvae_tiny/state_dict.safetensors && \
 		$(VENV)/bin/restorevar restore examples/*.jpg -o outputs/ --compare --overwrite --model outputs/smoke-model; \
 	fi
+
+# The bundled default model: four stages on the photo set, each resumed from its last checkpoint.
+PHOTOS ?= data/photos
+RUN ?= runs/default
+RV := $(VENV)/bin/restorevar
+STAGE = $(RV) train $(1) --config configs/default/$(1).yaml --data $(PHOTOS) --out $(RUN)/$(1) --resume
+train-default: install
+	test -f $(PHOTOS)/manifest.json || $(RV) data photos $(PHOTOS)
+	$(call STAGE,tokenizer)
+	$(call STAGE,transformer) --tokenizer $(RUN)/tokenizer
+	$(call STAGE,refiner) --transformer $(RUN)/transformer
+	$(call STAGE,decoder) --refiner $(RUN)/refiner
+	$(PY) scripts/export_default.py $(RUN)/decoder src/restorevar/weights/small $(PHOTOS)
+
+# Held-out quality of the bundled model (MODEL_CARD.md): PSNR/SSIM/NIQE vs input and classical baselines.
+heldout: install
+	$(PY) benchmarks/heldout.py --photos $(PHOTOS) --out benchmarks/results/heldout-small
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -91,3 +91,18 @@ def test_weight_decay_groups_follow_the_paper():
     assert "global_gain" in decayed and "blocks.0.cross_attn.gain" in decayed and "head.weight" in decayed
     assert not decayed & {"scale_embed.weight", "cond_level_embed.weight", "blocks.0.attn.log_scale", "head.bias"}
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+
+
+def test_tokenizer_continuous_share_decodes_the_first_images_from_f():
+    from restorevar.stages import TokenizerForward
+
+    torch.manual_seed(0)
+    vqvae = RestoreVAR(MICRO).vqvae
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    forward = TokenizerForward(vqvae, beta=0.25, continuous_share=0.5).train()
+    rec, q, f = forward(x)
+    with torch.no_grad():
+        torch.testing.assert_close(rec[:2], vqvae.decode_latent(f[:2]))
+        torch.testing.assert_close(rec[2:], vqvae.decode_latent(q.f_hat_BChw[2:]))
+        assert not torch.allclose(rec[:2], vqvae.decode_latent(q.f_hat_BChw[:2]))
+        torch.testing.assert_close(forward.eval()(x)[0], vqvae.decode_latent(q.f_hat_BChw))  # eval: all f̂

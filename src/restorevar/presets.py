@@ -14,14 +14,14 @@ _PRESETS: dict[str, RestoreVARConfig] = {
     "paper-256": RestoreVARConfig(
         tokenizer=TokenizerConfig(image_size=256, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)),
     ),
-    # CPU default: the paper's stride-16 layout and 10-scale schedule at 512², thinned for a laptop CPU
-    # (16 base channels, one residual block per level, a 4-block width-128 transformer): ~48 GFLOP per
-    # 512² image instead of ~4,700.
+    # CPU default (the bundled model): the paper's stride-16 layout and 10-scale schedule at 512², thinned
+    # for a laptop CPU (16 base channels, one residual block per level, a 3-block width-128 transformer):
+    # one pass per 512² photo, ~45 GFLOP instead of ~4,700. Why not stride 8 at 256: see MODEL_CARD.md.
     "small": RestoreVARConfig(
         tokenizer=TokenizerConfig(
             vocab_size=1024, base_channels=16, channel_mult=(1, 1, 2, 4, 8), num_res_blocks=1, norm_groups=8,
         ),
-        transformer=TransformerConfig(depth=4, width=128, num_heads=2, num_classes=0, drop_path_rate=0.0),
+        transformer=TransformerConfig(depth=3, width=128, num_heads=2, num_classes=0, drop_path_rate=0.0),
         refiner=RefinerConfig(depth=2, width=128, num_heads=2, mlp_dim=256),
     ),
     # The golden test models: 128² images, 8×8 latent, 6 scales.

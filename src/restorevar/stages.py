@@ -2,6 +2,9 @@
 
   0. tokenizer    trains the whole VQVAE (+ PatchGAN): L1 + perceptual + VQ (+ GAN after `gan_start`);
                   dead codes are re-initialised from encoder outputs every `dead_code_every` steps.
+                  `continuous_share` > 0 (ours, off by default) decodes that share of each batch from
+                  the continuous latent f instead of f̂: the restoration path decodes continuous
+                  latents, and a from-scratch tokenizer on a small budget learns them much faster.
   1. transformer  VQVAE frozen. Teacher-forced CE over all scales, uniform over tokens (the paper).
   2. refiner      VQVAE + transformer frozen *in eval mode* (the paper left drop path on); greedy rollout
                   under no_grad; L1 to the clean continuous latent. The refiner is called through its DDP
@@ -204,21 +207,23 @@ class GANMixin:
 # ------------------------------------------------------------------------------------------------ 0. tokenizer
 
 class TokenizerForward(nn.Module):
-    def __init__(self, vqvae: nn.Module, beta: float):
+    def __init__(self, vqvae: nn.Module, beta: float, continuous_share: float = 0.0):
         super().__init__()
-        self.vqvae, self.beta = vqvae, beta
+        self.vqvae, self.beta, self.continuous_share = vqvae, beta, continuous_share
 
     def forward(self, image_B3HW: torch.Tensor):
         f = self.vqvae.encode_latent(image_B3HW)
         q = multiscale_vq(self.vqvae.quantizer, f, beta=self.beta)
-        return self.vqvae.decode_latent(q.f_hat_BChw), q, f.detach()
+        k = round(self.continuous_share * len(f)) if self.training else 0  # batches are shuffled: first k
+        latent = torch.cat([f[:k], q.f_hat_BChw[k:]]) if k else q.f_hat_BChw
+        return self.vqvae.decode_latent(latent), q, f.detach()
 
 
 class TokenizerStage(GANMixin, Stage):
     def __init__(self, config, env, model):
         super().__init__(config, env, model)
         model.vqvae.requires_grad_(True)
-        self.forward_module = TokenizerForward(model.vqvae, config.vq_beta)
+        self.forward_module = TokenizerForward(model.vqvae, config.vq_beta, config.continuous_share)
         self.init_gan()
         vocab = model.config.tokenizer.vocab_size
         self.usage = torch.zeros(model.config.tokenizer.num_scales, vocab, dtype=torch.long, device=env.device)
@@ -261,7 +266,9 @@ class TokenizerStage(GANMixin, Stage):
     def validate(self, batch):
         _, clean = self.images(batch)
         rec, q, _ = self.forward_module(clean)
-        return ValResult({"psnr": psnr(to_unit(rec), batch["clean"]), "l1": float(l1_loss(rec, clean))},
+        continuous = to_unit(self.model.vqvae.decode_latent(self.model.vqvae.encode_latent(clean)))
+        return ValResult({"psnr": psnr(to_unit(rec), batch["clean"]), "l1": float(l1_loss(rec, clean)),
+                          "psnr_continuous": psnr(continuous, batch["clean"])},
                          [batch["clean"], to_unit(rec)])
 
 

@@ -58,6 +58,7 @@ class TrainConfig:
     adaptive_gan_weight: bool = True
     vq_beta: float = 0.25
     dead_code_every: int = 200  # tokenizer: re-initialise unused codes every N steps (0 = never)
+    continuous_share: float = 0.0  # tokenizer: share of each batch decoded from f instead of f̂ (see stages)
     latent_source: str = "refiner"  # decoder: 'refiner' outputs, or 'noisy-clean' = f + noise / f̂ mixtures
     latent_noise: float = 0.1
 
@@ -68,6 +69,8 @@ class TrainConfig:
             raise ConfigError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         if self.latent_source not in ("refiner", "noisy-clean"):
             raise ConfigError(f"latent_source must be 'refiner' or 'noisy-clean', got {self.latent_source!r}")
+        if not 0 <= self.continuous_share <= 1:
+            raise ConfigError(f"continuous_share must be in [0, 1], got {self.continuous_share}")
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")

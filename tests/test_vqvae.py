@@ -36,3 +36,23 @@ def test_paper_parameter_count():
     assert sum(p.numel() for p in vqvae.parameters()) == 108_948_355
     assert sum(p.numel() for p in vqvae.encoder.parameters()) == 44_107_872
     assert sum(p.numel() for p in vqvae.decoder.parameters()) == 64_653_923
+
+
+def test_space_to_depth_stem_folds_patches_into_channels():
+    import pytest
+
+    from restorevar.config import ConfigError, TokenizerConfig
+
+    config = TokenizerConfig(image_size=64, vocab_size=16, latent_channels=8, base_channels=16, channel_mult=(1, 2),
+                             num_res_blocks=1, norm_groups=8, patch_size=4, patch_nums=(1, 2, 4, 8))
+    assert config.downsample_factor == 8 and config.latent_size == 8
+    torch.manual_seed(0)
+    vqvae = VQVAE(config)
+    assert vqvae.encoder.conv_in.in_channels == 3 * 16 and vqvae.decoder.conv_out.out_channels == 3 * 16
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    f = vqvae.encode_latent(x)
+    assert f.shape == (2, 8, 8, 8) and vqvae.decode_latent(f).shape == x.shape
+    assert isinstance(vqvae.encoder.unfold, torch.nn.PixelUnshuffle) and isinstance(vqvae.decoder.fold, torch.nn.PixelShuffle)
+    assert isinstance(VQVAE(get_preset("tiny").tokenizer).encoder.unfold, torch.nn.Identity)  # the paper's layout
+    with pytest.raises(ConfigError, match="patch_size"):
+        TokenizerConfig(patch_size=0).validate()

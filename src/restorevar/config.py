@@ -33,10 +33,13 @@ class TokenizerConfig:
     num_phi: int = 4  # VAR's share_quant_resi: 4 partially shared φ convs
     phi_ratio: float = 0.5  # φ(h) = (1 - r)·h + r·conv(h)
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
+    # ours, 1 in the paper: p > 1 folds p×p pixel patches into channels before the first conv (and
+    # unfolds after the last), so no conv runs at full resolution — the CPU model's cheap, fast-to-train stem
+    patch_size: int = 1
 
     @property
     def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
+        return self.patch_size * 2 ** (len(self.channel_mult) - 1)
 
     @property
     def latent_size(self) -> int:
@@ -52,12 +55,14 @@ class TokenizerConfig:
         return sum(pn * pn for pn in self.patch_nums)
 
     def validate(self) -> None:
+        if self.patch_size < 1:
+            raise ConfigError(f"patch_size must be at least 1, got {self.patch_size}")
         if self.num_res_blocks < 1:
             raise ConfigError(f"num_res_blocks must be at least 1, got {self.num_res_blocks}")
         if self.image_size % self.downsample_factor:
             raise ConfigError(
                 f"image_size {self.image_size} is not a multiple of the downsampling factor "
-                f"{self.downsample_factor} (channel_mult {self.channel_mult})"
+                f"{self.downsample_factor} (patch_size {self.patch_size}, channel_mult {self.channel_mult})"
             )
         check_patch_nums(self.patch_nums, self.latent_size)
         for mult in self.channel_mult:

@@ -14,12 +14,13 @@ _PRESETS: dict[str, RestoreVARConfig] = {
     "paper-256": RestoreVARConfig(
         tokenizer=TokenizerConfig(image_size=256, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)),
     ),
-    # CPU default (the bundled model): the paper's stride-16 layout and 10-scale schedule at 512², thinned
-    # for a laptop CPU (16 base channels, one residual block per level, a 3-block width-128 transformer):
-    # one pass per 512² photo, ~45 GFLOP instead of ~4,700. Why not stride 8 at 256: see MODEL_CARD.md.
+    # CPU default (the bundled model): 512² in one pass, stride 16 and the paper's 10-scale schedule, but
+    # a space-to-depth tokenizer (16×16 patches folded into channels, every conv at the 32×32 latent
+    # grid): on 2 CPU cores it trained ~5x faster per wall-clock second than a thinned conv VQVAE and runs
+    # in ~0.2 s per 512² image. Why not stride 8 at 256²: see MODEL_CARD.md.
     "small": RestoreVARConfig(
         tokenizer=TokenizerConfig(
-            vocab_size=1024, base_channels=16, channel_mult=(1, 1, 2, 4, 8), num_res_blocks=1, norm_groups=8,
+            vocab_size=1024, base_channels=128, channel_mult=(1,), num_res_blocks=1, norm_groups=8, patch_size=16,
         ),
         transformer=TransformerConfig(depth=3, width=128, num_heads=2, num_classes=0, drop_path_rate=0.0),
         refiner=RefinerConfig(depth=2, width=128, num_heads=2, mlp_dim=256),

@@ -110,7 +110,8 @@ class Encoder(nn.Module):
         super().__init__()
         ch, mult, groups = config.base_channels, config.channel_mult, config.norm_groups
         last = len(mult) - 1
-        self.conv_in = nn.Conv2d(3, ch, 3, padding=1)
+        self.unfold = nn.PixelUnshuffle(config.patch_size) if config.patch_size > 1 else nn.Identity()
+        self.conv_in = nn.Conv2d(3 * config.patch_size**2, ch, 3, padding=1)
         self.down = nn.ModuleList()
         in_ch = ch
         for level, m in enumerate(mult):
@@ -126,7 +127,7 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(in_ch, config.latent_channels, 3, padding=1)
 
     def forward(self, image_B3HW: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(image_B3HW)
+        h = self.conv_in(self.unfold(image_B3HW))
         for level in self.down:
             h = level(h)
         return self.conv_out(F.silu(self.norm_out(self.mid(h))))
@@ -151,13 +152,14 @@ class Decoder(nn.Module):
             in_ch = out_ch
         self.up = nn.ModuleList(levels[level] for level in range(len(mult)))  # indexed by level, as in VAR
         self.norm_out = group_norm(in_ch, groups)
-        self.conv_out = nn.Conv2d(in_ch, 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(in_ch, 3 * config.patch_size**2, 3, padding=1)
+        self.fold = nn.PixelShuffle(config.patch_size) if config.patch_size > 1 else nn.Identity()
 
     def forward(self, latent_BChw: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(latent_BChw))
         for level in reversed(self.up):
             h = level(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.fold(self.conv_out(F.silu(self.norm_out(h))))
 
 
 class VQVAE(nn.Module):

@@ -69,7 +69,7 @@ def test_median_removes_isolated_bright_streaks(remove):
     degraded[:, streaks] = 1.0
     restored = remove(degraded)
     assert (restored - clean).abs()[:, streaks].max() < 0.1
-    assert psnr(restored, clean) > psnr(degraded, clean) + 10
+    assert psnr(restored, clean) > psnr(degraded, clean) + 8
 
 
 def test_low_light_brightens_and_raises_psnr():

@@ -3,8 +3,8 @@
   0. tokenizer    trains the whole VQVAE (+ PatchGAN): L1 + perceptual + VQ (+ GAN after `gan_start`);
                   dead codes are re-initialised from encoder outputs every `dead_code_every` steps.
                   `continuous_share` > 0 (ours, off by default) decodes that share of each batch from
-                  the continuous latent f instead of f̂: the restoration path decodes continuous
-                  latents, and a from-scratch tokenizer on a small budget learns them much faster.
+                  the continuous latent f instead of f̂, since the restoration path decodes
+                  continuous latents (the refiner's).
   1. transformer  VQVAE frozen. Teacher-forced CE over all scales, uniform over tokens (the paper).
   2. refiner      VQVAE + transformer frozen *in eval mode* (the paper left drop path on); greedy rollout
                   under no_grad; L1 to the clean continuous latent. The refiner is called through its DDP

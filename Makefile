@@ -1,7 +1,8 @@
 # Two commands for a fresh clone:
 #   make demo   set up .venv and restore the bundled example photos into outputs/
 #   make test   set up .venv and run the test suite (what CI runs)
-# And one to rebuild the bundled model (~2 h on 2 CPU cores; safe to interrupt and rerun):
+# And the CPU training recipe for the default model (~70 min on 2 cores; safe to interrupt and rerun),
+# which writes $(RUN)/small; it becomes the default once copied to src/restorevar/weights/small:
 #   make train-default
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -33,7 +34,7 @@ demo: install
 		$(VENV)/bin/restorevar restore examples/*.jpg -o outputs/ --compare --overwrite --model outputs/smoke-model; \
 	fi
 
-# The bundled default model: four stages on the photo set, each resumed from its last checkpoint.
+# The default model's recipe: four stages on the photo set, each resumed from its last checkpoint.
 PHOTOS ?= data/photos
 RUN ?= runs/default
 RV := $(VENV)/bin/restorevar
@@ -44,11 +45,11 @@ train-default: install
 	$(call STAGE,transformer) --tokenizer $(RUN)/tokenizer
 	$(call STAGE,refiner) --transformer $(RUN)/transformer
 	$(call STAGE,decoder) --refiner $(RUN)/refiner
-	$(PY) scripts/export_default.py $(RUN)/decoder src/restorevar/weights/small $(PHOTOS)
+	$(PY) scripts/export_default.py $(RUN)/decoder $(RUN)/small $(PHOTOS)
 
-# Held-out quality of the bundled model (MODEL_CARD.md): PSNR/SSIM/NIQE vs input and classical baselines.
+# Held-out quality of that model (docs/default-model.md): PSNR/SSIM/NIQE vs input and classical baselines.
 heldout: install
-	$(PY) benchmarks/heldout.py --photos $(PHOTOS) --out benchmarks/results/heldout-small
+	$(PY) benchmarks/heldout.py --model $(RUN)/small --photos $(PHOTOS) --out benchmarks/results/heldout-small
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -15,10 +15,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from restorevar import checkpoint
-from restorevar.images import load_image, to_tensor
+from restorevar.images import to_tensor
 from restorevar.photos import Manifest, split_photos
 from restorevar.pipeline import RestoreVAR
 
@@ -47,9 +48,8 @@ def export(run_dir: Path, out_dir: Path, photo_dir: Path) -> None:
 
     worst = float("inf")
     for path in sorted(EXAMPLES.glob("*.jpg")):
-        x_13HW = to_tensor(load_image(path).rgb)[None]
         with torch.inference_mode():
-            a, b = model_fp32.restore_batch(x_13HW).image_B3HW, model_fp16.restore_batch(x_13HW).image_B3HW
+            a, b = (to_tensor(np.asarray(m.restore(path), dtype=np.float32) / 255) for m in (model_fp32, model_fp16))
         mse = float((a - b).square().mean())
         agreement = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-12))).item()
         worst = min(worst, agreement)

@@ -92,13 +92,14 @@ def main() -> None:
     from restorevar.pipeline import RestoreVAR
 
     parser = argparse.ArgumentParser(description="screenshot of `restorevar serve` for docs/serve.md")
-    parser.add_argument("--model", required=True, help="model folder")
+    parser.add_argument("--model", default=None, help="model folder or name (default: the bundled model)")
     parser.add_argument("--out", type=Path, default=Path("docs/img/web.png"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         upload = Path(folder) / HAZE.name
         shutil.copy(HAZE, upload)
-        with serving(RestoreVAR.from_pretrained(args.model)) as url, browser_page(1000, 1000) as page:
+        name = Path(args.model).name if args.model else "bundled default"
+        with serving(RestoreVAR.from_pretrained(args.model), name) as url, browser_page(1000, 1000) as page:
             result = restore_on_page(page, url, upload, timeout_s=600)
             page.locator(".job .slider").fill("45")
             png = page.screenshot(full_page=True)

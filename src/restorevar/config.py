@@ -105,6 +105,9 @@ class RefinerConfig:
     width: int = 384
     num_heads: int = 6
     mlp_dim: int = 768
+    # ours, False in the paper: also read the degraded image's latent and refine *it* (the residual base),
+    # so a briefly trained transformer cannot lose the scene; the CPU default needs this
+    refine_degraded: bool = False
 
     @property
     def head_dim(self) -> int:

@@ -59,13 +59,15 @@ class RestoreVAR(nn.Module):
         is_mixed = self.compute_dtype != torch.float32
         with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=is_mixed):
             # 1. the degraded image's continuous latent (before quant_conv) conditions every block
-            cond_BNC = self.vqvae.encode_continuous(image).flatten(2).transpose(1, 2)
+            cond_BChw = self.vqvae.encode_continuous(image)
+            cond_BNC = cond_BChw.flatten(2).transpose(1, 2)
 
             # 2. greedy next-scale generation of the clean image's tokens
             generation = self.transformer.generate(cond_BNC, self.vqvae.quantizer)
 
             # 3. the refiner turns the discrete latent into a continuous one
-            latent = self.refiner.refine_latent(generation.f_hat_BChw, generation.hidden_BLC)
+            degraded = self.vqvae.quant_conv(cond_BChw) if self.config.refiner.refine_degraded else None
+            latent = self.refiner.refine_latent(generation.f_hat_BChw, generation.hidden_BLC, degraded)
 
             # 4. the fine-tuned decoder maps it back to pixels
             decoded = self.vqvae.decode_latent(latent)

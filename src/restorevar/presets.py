@@ -14,16 +14,15 @@ _PRESETS: dict[str, RestoreVARConfig] = {
     "paper-256": RestoreVARConfig(
         tokenizer=TokenizerConfig(image_size=256, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)),
     ),
-    # CPU default (the bundled model): 512² in one pass, stride 16 and the paper's 10-scale schedule, but
-    # a space-to-depth tokenizer (16×16 patches folded into channels, every conv at the 32×32 latent
-    # grid): on 2 CPU cores it reached the thinned conv VQVAE's 10-minute validation PSNR in ~2 minutes,
-    # and encodes + decodes a 512² image in ~0.2 s. Why not stride 8 at 256²: see MODEL_CARD.md.
+    # CPU default's architecture (`make train-default`; not shipped yet, see docs/default-model.md): 512² in
+    # one pass, stride 16 and the paper's 10 scales, but a space-to-depth tokenizer (16×16 patches folded
+    # into channels, every conv on the 32×32 latent grid) and a refiner that also reads the degraded latent.
     "small": RestoreVARConfig(
         tokenizer=TokenizerConfig(
             vocab_size=1024, base_channels=128, channel_mult=(1,), num_res_blocks=1, norm_groups=8, patch_size=16,
         ),
         transformer=TransformerConfig(depth=3, width=128, num_heads=2, num_classes=0, drop_path_rate=0.0),
-        refiner=RefinerConfig(depth=2, width=128, num_heads=2, mlp_dim=256),
+        refiner=RefinerConfig(depth=2, width=128, num_heads=2, mlp_dim=256, refine_degraded=True),
     ),
     # The golden test models: 128² images, 8×8 latent, 6 scales.
     "tiny": RestoreVARConfig(

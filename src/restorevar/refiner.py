@@ -92,20 +92,32 @@ class LatentRefiner(nn.Module):
         self.cond_norm_in = nn.LayerNorm(Ct)
         self.cond_proj_in = nn.Linear(Ct, D, bias=False)
         self.cond_pos_embed = nn.Parameter(torch.randn(1, tokenizer.num_tokens, D) * 0.02)
+        if config.refine_degraded:
+            self.degraded_norm_in = nn.LayerNorm(Cv)
+            self.degraded_proj_in = nn.Linear(Cv, D, bias=False)
         self.layers = nn.ModuleList(RefinerLayer(config) for _ in range(config.depth))
         self.norm_out = nn.LayerNorm(D)
         self.proj_out = nn.Linear(D, Cv, bias=False)
 
-    def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor) -> torch.Tensor:
-        """Quantized latent tokens + last-block states → continuous latent tokens (B, N, Cv)."""
+    def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor,
+                degraded_BNCv: torch.Tensor | None = None) -> torch.Tensor:
+        """Quantized latent tokens + last-block states (+ the degraded latent) → continuous latent tokens."""
         x = self.proj_in(self.norm_in(f_hat_BNCv)) + self.pos_embed
+        base = f_hat_BNCv  # the paper: a residual on f̂
+        if self.config.refine_degraded:
+            if degraded_BNCv is None:
+                raise ValueError("this refiner (refine_degraded=True) needs the degraded image's latent")
+            x = x + self.degraded_proj_in(self.degraded_norm_in(degraded_BNCv))
+            base = degraded_BNCv
         cond = self.cond_proj_in(self.cond_norm_in(hidden_BLCt)) + self.cond_pos_embed
         for layer in self.layers:
             x = layer(x, cond)
-        return self.proj_out(self.norm_out(x)) + f_hat_BNCv  # a residual on f̂
+        return self.proj_out(self.norm_out(x)) + base
 
-    def refine_latent(self, f_hat_BChw: torch.Tensor, hidden_BLCt: torch.Tensor) -> torch.Tensor:
+    def refine_latent(self, f_hat_BChw: torch.Tensor, hidden_BLCt: torch.Tensor,
+                      degraded_BChw: torch.Tensor | None = None) -> torch.Tensor:
         """Map-shaped wrapper: (B, Cv, h, w) → (B, Cv, h, w)."""
         B, C, h, w = f_hat_BChw.shape
-        tokens = self(f_hat_BChw.flatten(2).transpose(1, 2), hidden_BLCt)
+        degraded = None if degraded_BChw is None else degraded_BChw.flatten(2).transpose(1, 2)
+        tokens = self(f_hat_BChw.flatten(2).transpose(1, 2), hidden_BLCt, degraded)
         return tokens.transpose(1, 2).reshape(B, C, h, w)

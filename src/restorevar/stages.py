@@ -167,6 +167,14 @@ class Stage:
     def condition(self, degraded: torch.Tensor) -> torch.Tensor:
         return self.model.vqvae.encode_continuous(degraded).flatten(2).transpose(1, 2)  # (B, N, C)
 
+    @torch.no_grad()
+    def generate(self, degraded: torch.Tensor):
+        """Greedy rollout of the frozen transformer, and the degraded latent if the refiner reads it."""
+        vqvae = self.model.vqvae
+        cond_BChw = vqvae.encode_continuous(degraded)
+        gen = self.model.transformer.generate(cond_BChw.flatten(2).transpose(1, 2), vqvae.quantizer)
+        return gen, (vqvae.quant_conv(cond_BChw) if self.model.config.refiner.refine_degraded else None)
+
 
 class GANMixin:
     """PatchGAN with hinge loss. The generator term runs the bare discriminator with frozen weights; the
@@ -335,19 +343,23 @@ class RefinerStage(Stage):
     def rollout(self, batch):
         """Greedy generation of the frozen transformer (eval mode) and the clean target latent."""
         degraded, clean = self.images(batch)
-        gen = self.model.transformer.generate(self.condition(degraded), self.model.vqvae.quantizer)
-        return gen, self.model.vqvae.encode_latent(clean)
+        gen, degraded_latent = self.generate(degraded)
+        return gen, degraded_latent, self.model.vqvae.encode_latent(clean)
 
     def compute_loss(self, batch, step, wrapped):
-        gen, target = self.rollout(batch)
-        tokens = wrapped["refiner"](gen.f_hat_BChw.flatten(2).transpose(1, 2), gen.hidden_BLC)  # through DDP
-        return {"loss": l1_loss(tokens, target.flatten(2).transpose(1, 2))}
+        gen, degraded_latent, target = self.rollout(batch)
+        as_tokens = lambda m: None if m is None else m.flatten(2).transpose(1, 2)  # noqa: E731
+        tokens = wrapped["refiner"](as_tokens(gen.f_hat_BChw), gen.hidden_BLC, as_tokens(degraded_latent))  # DDP
+        return {"loss": l1_loss(tokens, as_tokens(target))}
 
     def validate(self, batch):
-        gen, target = self.rollout(batch)
-        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC)
+        gen, degraded_latent, target = self.rollout(batch)
+        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC, degraded_latent)
         decode = self.model.vqvae.decode_latent
-        return ValResult({"l1": float(l1_loss(refined, target)), "l1_unrefined": float(l1_loss(gen.f_hat_BChw, target))},
+        metrics = {"l1": float(l1_loss(refined, target)), "l1_unrefined": float(l1_loss(gen.f_hat_BChw, target))}
+        if degraded_latent is not None:
+            metrics["l1_degraded"] = float(l1_loss(degraded_latent, target))
+        return ValResult(metrics,
                          [batch["degraded"], to_unit(decode(gen.f_hat_BChw)), to_unit(decode(refined)), batch["clean"]])
 
 
@@ -382,8 +394,8 @@ class DecoderStage(GANMixin, Stage):
         degraded, clean = self.images(batch)
         vqvae = self.model.vqvae
         if self.config.latent_source == "refiner":
-            gen = self.model.transformer.generate(self.condition(degraded), vqvae.quantizer)
-            return self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC)
+            gen, degraded_latent = self.generate(degraded)
+            return self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC, degraded_latent)
         f = vqvae.encode_latent(clean)
         f_hat = vqvae.quantizer.encode(f)[1][-1]
         a = torch.rand(len(f), 1, 1, 1, device=f.device)

@@ -94,6 +94,6 @@ def train_command(args) -> int:
         raise ConfigError("no training data: pass --data PATH or set `data:` in --config")
     metrics = run(config).metrics
     if setup_distributed(config.device).is_main:
-        print(f"trained {config.stage} for {config.steps} steps → {config.out} "
-              f"(final loss {metrics.get('loss', float('nan')):.4f})")
+        loss = f"final loss {metrics['loss']:.4f}" if "loss" in metrics else "already complete, nothing to train"
+        print(f"trained {config.stage} for {config.steps} steps → {config.out} ({loss})")
     return 0

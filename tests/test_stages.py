@@ -106,3 +106,15 @@ def test_tokenizer_continuous_share_decodes_the_first_images_from_f():
         torch.testing.assert_close(rec[2:], vqvae.decode_latent(q.f_hat_BChw[2:]))
         assert not torch.allclose(rec[:2], vqvae.decode_latent(q.f_hat_BChw[:2]))
         torch.testing.assert_close(forward.eval()(x)[0], vqvae.decode_latent(q.f_hat_BChw))  # eval: all f̂
+
+
+def test_refine_degraded_refiner_trains_on_the_degraded_latent_and_beats_it(start, tmp_path):
+    import dataclasses
+
+    torch.set_num_threads(1)
+    model = dataclasses.replace(MICRO, refiner=dataclasses.replace(MICRO.refiner, refine_degraded=True))
+    out = tmp_path / "r"
+    run(micro_config(out, "refiner", start, steps=30, lr=3e-3, val_every=30, model=model.to_dict()), dataset=Pairs())
+    assert RestoreVAR.from_pretrained(out).config.refiner.refine_degraded  # a new refiner, built from `model:`
+    val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"val_l1"' in x][-1]
+    assert val["val_l1"] < val["val_l1_degraded"], val

@@ -1,6 +1,6 @@
-"""The README's before/after grid: each bundled example, restored by a model, beside its clean photo.
+"""A before/after grid (docs/default-model.md): each bundled example, restored by a model, beside its clean photo.
 
-    python scripts/make_readme_grid.py [--model NAME_OR_DIR] [--out docs/img/before-after.jpg]
+    python scripts/make_grid.py [--model NAME_OR_DIR] [--out docs/img/before-after.jpg]
 
 Rows are the five examples; columns are degraded input | restored | clean. Each tile is labelled with
 its PSNR against the clean photo, measured here on the full-size images.

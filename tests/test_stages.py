@@ -118,3 +118,29 @@ def test_refine_degraded_refiner_trains_on_the_degraded_latent_and_beats_it(star
     assert RestoreVAR.from_pretrained(out).config.refiner.refine_degraded  # a new refiner, built from `model:`
     val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"val_l1"' in x][-1]
     assert val["val_l1"] < val["val_l1_degraded"], val
+
+
+def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypatch):
+    import dataclasses
+
+    from restorevar import stages, vqvae
+
+    fits = []
+
+    def counting_fit(model, images):
+        fits.append(len(images))
+        vqvae.fit_linear_path(model, images)
+
+    monkeypatch.setattr(stages, "fit_linear_path", counting_fit)
+    first_l1 = {}
+    for linear in (False, True):
+        tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=linear)
+        model = dataclasses.replace(MICRO, tokenizer=tokenizer).to_dict()
+        out = tmp_path / f"linear-{linear}"
+        config = micro_config(out, "tokenizer", steps=4, checkpoint_every=2, model=model, vq_beta=0.0,
+                              continuous_share=1.0, **FAST)
+        run(config, dataset=Pairs(), stop_after=2)
+        first_l1[linear] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["l1"]
+        run(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
+    assert fits == [len(Pairs())]
+    assert first_l1[True] < first_l1[False] / 3, first_l1  # PCA start vs random start on the same images

@@ -56,3 +56,39 @@ def test_space_to_depth_stem_folds_patches_into_channels():
     assert isinstance(VQVAE(get_preset("tiny").tokenizer).encoder.unfold, torch.nn.Identity)  # the paper's layout
     with pytest.raises(ConfigError, match="patch_size"):
         TokenizerConfig(patch_size=0).validate()
+
+
+def linear_path_vqvae(latent_channels: int) -> VQVAE:
+    from restorevar.config import TokenizerConfig
+
+    torch.manual_seed(0)
+    return VQVAE(TokenizerConfig(image_size=32, vocab_size=16, latent_channels=latent_channels, base_channels=16,
+                                 channel_mult=(1,), num_res_blocks=1, norm_groups=8, patch_size=2,
+                                 patch_nums=(1, 2, 4, 8, 16), linear_path=True))
+
+
+def test_linear_path_starts_at_the_pca_of_the_patches():
+    import pytest
+
+    from restorevar.config import ConfigError, TokenizerConfig
+    from restorevar.vqvae import fit_linear_path
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.interpolate(torch.rand(6, 3, 8, 8, generator=g), size=32, mode="bilinear") * 2 - 1
+    errors = []
+    with torch.no_grad():
+        for channels in (2, 6, 12):  # 12 = 3·2², the full patch dimension
+            vqvae = linear_path_vqvae(channels)
+            rec_before = vqvae.decode_latent(vqvae.encode_latent(images))
+            fit_linear_path(vqvae, images)
+            latent = vqvae.encode_latent(images)
+            rec = vqvae.decode_latent(latent)
+            errors.append(float((rec - images).pow(2).mean()))
+            assert errors[-1] < float((rec_before - images).pow(2).mean()) / 5
+            assert abs(float(latent[:, 0].std(unbiased=False)) - 1) < 1e-3  # the first component has unit std
+            torch.testing.assert_close(vqvae.decode_latent(vqvae.encode_latent(rec)), rec, atol=1e-4, rtol=0)
+    assert errors[0] > errors[1] > 1e-4 > 1e-9 > errors[2]  # more components, less error; all of them: exact
+    with pytest.raises(ValueError, match="linear_path"):
+        fit_linear_path(VQVAE(get_preset("tiny").tokenizer), images)
+    with pytest.raises(ConfigError, match="linear_path"):
+        TokenizerConfig(channel_mult=(1, 2), linear_path=True).validate()

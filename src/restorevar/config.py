@@ -36,6 +36,9 @@ class TokenizerConfig:
     # ours, 1 in the paper: p > 1 folds p×p pixel patches into channels before the first conv (and
     # unfolds after the last), so no conv runs at full resolution — the CPU model's cheap, fast-to-train stem
     patch_size: int = 1
+    # ours, off in the paper: a 1×1 linear map from the folded patches to the latent and back, beside the
+    # conv stack. `fit_linear_path` sets it to the patches' PCA, so training starts at the linear ceiling
+    linear_path: bool = False
 
     @property
     def downsample_factor(self) -> int:
@@ -55,6 +58,9 @@ class TokenizerConfig:
         return sum(pn * pn for pn in self.patch_nums)
 
     def validate(self) -> None:
+        if self.linear_path and (len(self.channel_mult) > 1 or 3 * self.patch_size**2 < self.latent_channels):
+            raise ConfigError("linear_path needs one level (channel_mult of length 1) and 3·patch_size² ≥ "
+                              f"latent_channels ({self.latent_channels})")
         if self.patch_size < 1:
             raise ConfigError(f"patch_size must be at least 1, got {self.patch_size}")
         if self.num_res_blocks < 1:

@@ -93,11 +93,12 @@ class LatentRefiner(nn.Module):
         self.cond_proj_in = nn.Linear(Ct, D, bias=False)
         self.cond_pos_embed = nn.Parameter(torch.randn(1, tokenizer.num_tokens, D) * 0.02)
         if config.refine_degraded:
-            self.degraded_norm_in = nn.LayerNorm(Cv)
             self.degraded_proj_in = nn.Linear(Cv, D, bias=False)
         self.layers = nn.ModuleList(RefinerLayer(config) for _ in range(config.depth))
         self.norm_out = nn.LayerNorm(D)
         self.proj_out = nn.Linear(D, Cv, bias=False)
+        if config.refine_degraded:  # start as the identity on the degraded latent, not as noise added to it
+            nn.init.zeros_(self.proj_out.weight)
 
     def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor,
                 degraded_BNCv: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,7 +108,7 @@ class LatentRefiner(nn.Module):
         if self.config.refine_degraded:
             if degraded_BNCv is None:
                 raise ValueError("this refiner (refine_degraded=True) needs the degraded image's latent")
-            x = x + self.degraded_proj_in(self.degraded_norm_in(degraded_BNCv))
+            x = x + self.degraded_proj_in(degraded_BNCv)  # no LayerNorm: it would erase brightness
             base = degraded_BNCv
         cond = self.cond_proj_in(self.cond_norm_in(hidden_BLCt)) + self.cond_pos_embed
         for layer in self.layers:

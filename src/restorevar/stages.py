@@ -2,6 +2,7 @@
 
   0. tokenizer    trains the whole VQVAE (+ PatchGAN): L1 + perceptual + VQ (+ GAN after `gan_start`);
                   dead codes are re-initialised from encoder outputs every `dead_code_every` steps.
+                  A `linear_path` tokenizer starts at the PCA of PCA_IMAGES training crops.
                   `continuous_share` > 0 (ours, off by default) decodes that share of each batch from
                   the continuous latent f instead of f̂, since the restoration path decodes
                   continuous latents (the refiner's).
@@ -37,6 +38,7 @@ from .losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hi
 from .perceptual import PerceptualLoss
 from .pipeline import RestoreVAR
 from .trainer import Dist, TrainConfig, ValResult, mix_seed, weight_decay_groups
+from .vqvae import fit_linear_path
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ LOSS_DEFAULTS = {
 }
 LOADED = {"tokenizer": ("vqvae",), "transformer": ("vqvae",), "refiner": ("vqvae", "transformer"),
           "decoder": ("vqvae", "transformer", "refiner")}
+PCA_IMAGES = 64  # 64 crops of 256² give 16k patches of 16×16: plenty for a 768-dim covariance
 BASE_LR_AT_48 = 1e-4  # the paper's peak lr at global batch 48, scaled linearly
 
 
@@ -136,6 +139,9 @@ class Stage:
             m.eval()
 
     # ---- hooks
+    def initialise(self, dataset) -> None:
+        """Data-dependent initialisation on a fresh start (not on resume)."""
+
     def compute_loss(self, batch: dict, step: int, wrapped: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -235,6 +241,14 @@ class TokenizerStage(GANMixin, Stage):
         self.init_gan()
         vocab = model.config.tokenizer.vocab_size
         self.usage = torch.zeros(model.config.tokenizer.num_scales, vocab, dtype=torch.long, device=env.device)
+
+    def initialise(self, dataset):
+        if not self.model.config.tokenizer.linear_path or self.config.init is not None:
+            return
+        picks = torch.linspace(0, len(dataset) - 1, min(len(dataset), PCA_IMAGES)).long().tolist()
+        clean = torch.stack([dataset[i]["clean"] for i in picks]).float().to(self.env.device) * 2 - 1
+        fit_linear_path(self.model.vqvae, clean)
+        log.info("linear path set to the PCA of %d crops", len(picks))
 
     def trainables(self):
         mods = {"tokenizer": self.forward_module}

@@ -226,6 +226,8 @@ def run(config: TrainConfig, *, dataset=None, val_dataset=None, stop_after: int 
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by the {env.world} processes")
     batch_per_rank = config.batch_size // env.world
 
+    if not (config.resume and checkpoint_dirs(out)):
+        stage.initialise(dataset)  # before DDP, which broadcasts rank 0's weights
     trainables = stage.trainables()
     wrapped = {name: wrap_ddp(m, env) for name, m in trainables.items()}
     optimizers = stage.optimizers(config)

@@ -4,6 +4,9 @@ Conv layout of LDM's vq-f16 as used by VAR: `base_channels × channel_mult` per 
 residual blocks per encoder level (one more per decoder level), single-head attention at the lowest
 level and in the middle, GroupNorm(32, eps 1e-6) + SiLU. Images are in [-1, 1].
 
+Ours, off in the paper's presets: `patch_size` folds pixel patches into channels first, and
+`linear_path` adds a 1×1 linear map beside the conv stack, started at the patches' PCA.
+
 The restoration transformer is conditioned on `encode_continuous` (the encoder output *before*
 `quant_conv`), and the decoder turns the refiner's continuous latent back into an image.
 
@@ -125,12 +128,15 @@ class Encoder(nn.Module):
         self.mid = MidBlock(in_ch, groups, config.use_attention)
         self.norm_out = group_norm(in_ch, groups)
         self.conv_out = nn.Conv2d(in_ch, config.latent_channels, 3, padding=1)
+        self.linear = nn.Conv2d(3 * config.patch_size**2, config.latent_channels, 1) if config.linear_path else None
 
     def forward(self, image_B3HW: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(self.unfold(image_B3HW))
+        patches = self.unfold(image_B3HW)
+        h = self.conv_in(patches)
         for level in self.down:
             h = level(h)
-        return self.conv_out(F.silu(self.norm_out(self.mid(h))))
+        latent = self.conv_out(F.silu(self.norm_out(self.mid(h))))
+        return latent + self.linear(patches) if self.linear is not None else latent
 
 
 class Decoder(nn.Module):
@@ -153,13 +159,15 @@ class Decoder(nn.Module):
         self.up = nn.ModuleList(levels[level] for level in range(len(mult)))  # indexed by level, as in VAR
         self.norm_out = group_norm(in_ch, groups)
         self.conv_out = nn.Conv2d(in_ch, 3 * config.patch_size**2, 3, padding=1)
+        self.linear = nn.Conv2d(config.latent_channels, 3 * config.patch_size**2, 1) if config.linear_path else None
         self.fold = nn.PixelShuffle(config.patch_size) if config.patch_size > 1 else nn.Identity()
 
     def forward(self, latent_BChw: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(latent_BChw))
         for level in reversed(self.up):
             h = level(h)
-        return self.fold(self.conv_out(F.silu(self.norm_out(h))))
+        patches = self.conv_out(F.silu(self.norm_out(h)))
+        return self.fold(patches + self.linear(latent_BChw) if self.linear is not None else patches)
 
 
 class VQVAE(nn.Module):
@@ -192,3 +200,29 @@ class VQVAE(nn.Module):
 
     def decode_indices(self, indices: list[torch.Tensor]) -> torch.Tensor:
         return self.decode_latent(self.quantizer.indices_to_fhat(indices, self.config.latent_size))
+
+
+@torch.no_grad()
+def fit_linear_path(vqvae: VQVAE, images_B3HW: torch.Tensor) -> None:
+    """Start a `linear_path` tokenizer at the PCA of its patches: the linear maps project onto the top
+    principal components and back, the conv branches output zero and quant_conv/post_quant_conv pass the
+    latent through. One scale for all components keeps latent L2 distances proportional to pixel L2
+    distances; it makes the first component's std 1, so latents are O(1) like a trained encoder's."""
+    encoder, decoder = vqvae.encoder, vqvae.decoder
+    if encoder.linear is None:
+        raise ValueError("fit_linear_path needs a tokenizer built with linear_path=True")
+    patches_NP = encoder.unfold(images_B3HW.float()).permute(0, 2, 3, 1).flatten(0, 2).double()
+    mean_P = patches_NP.mean(0)
+    _, singular_P, basis_PP = torch.linalg.svd(patches_NP - mean_P, full_matrices=False)
+    scale = len(patches_NP) ** 0.5 / singular_P[0]
+    basis_CP = basis_PP[: vqvae.config.latent_channels]
+    encoder.linear.weight.copy_(scale * basis_CP[:, :, None, None])
+    encoder.linear.bias.copy_(-scale * basis_CP @ mean_P)
+    decoder.linear.weight.copy_(basis_CP.T[:, :, None, None] / scale)
+    decoder.linear.bias.copy_(mean_P)
+    for conv in (encoder.conv_out, decoder.conv_out):
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    for conv in (vqvae.quant_conv, vqvae.post_quant_conv):
+        nn.init.dirac_(conv.weight)
+        nn.init.zeros_(conv.bias)

@@ -36,6 +36,7 @@ from restorevar.datasets import degradation_labels, open_dataset
 from restorevar.metrics import niqe, psnr, ssim
 from restorevar.pipeline import RestoreVAR
 from restorevar.presets import resolve_model
+from restorevar.vqvae import to_unit
 
 BATCH = 4
 SOURCES = ("input", "baseline", "model")  # scored against the clean crop
@@ -82,12 +83,12 @@ def to_hw3(image_3HW: torch.Tensor) -> np.ndarray:
 def ceilings(model: RestoreVAR, clean_B3HW: torch.Tensor) -> dict[str, torch.Tensor]:
     """What the model could at best return for a clean input, each (B, 3, H, W) in [0, 1]."""
     vqvae = model.vqvae
-    # the pipeline's convention: [-1, 1] in, channels-last; (y + 1) / 2 clamped out
+    # the pipeline's convention: [-1, 1] and channels-last in, to_unit out
     latent = vqvae.encode_latent((clean_B3HW * 2 - 1).contiguous(memory_format=torch.channels_last))
     _, f_hats = vqvae.quantizer.encode(latent)
     decoded = {"tokenizer_discrete": vqvae.decode_latent(f_hats[-1]),
                "tokenizer_continuous": vqvae.decode_latent(latent)}
-    images = {name: (y.float().clamp(-1, 1) + 1) / 2 for name, y in decoded.items()}
+    images = {name: to_unit(y) for name, y in decoded.items()}
     return images | {"identity": model.restore_batch(clean_B3HW).image_B3HW}
 
 

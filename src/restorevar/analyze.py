@@ -21,6 +21,7 @@ from PIL import Image
 from .evaluate import paper_resize
 from .images import load_image, to_tensor
 from .report import labelled_grid
+from .vqvae import to_unit
 
 
 class AnalysisError(ValueError):
@@ -77,7 +78,7 @@ class ScaleAnalysis:
 
 
 def _to_image(decoded_B3HW: torch.Tensor) -> torch.Tensor:
-    return ((decoded_B3HW.float().clamp(-1, 1) + 1) / 2).cpu()
+    return to_unit(decoded_B3HW).cpu()
 
 
 @torch.no_grad()

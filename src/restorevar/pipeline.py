@@ -15,7 +15,7 @@ from . import checkpoint
 from .config import RestoreVARConfig
 from .refiner import LatentRefiner
 from .transformer import RestoreVARTransformer
-from .vqvae import VQVAE
+from .vqvae import VQVAE, to_unit
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -71,7 +71,7 @@ class RestoreVAR(nn.Module):
 
             # 4. the fine-tuned decoder maps it back to pixels
             decoded = self.vqvae.decode_latent(latent)
-        restored = (decoded.float().clamp(-1, 1) + 1) / 2
+        restored = to_unit(decoded)
         if not return_intermediates:
             return Restoration(restored)
         return Restoration(restored, generation.indices, generation.f_hat_BChw, latent.float())

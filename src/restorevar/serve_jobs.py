@@ -135,6 +135,7 @@ def analysis_image(model, loaded):
     from .evaluate import paper_resize
     from .images import to_tensor
     from .report import labelled_grid
+    from .vqvae import to_unit
 
     def pil(image_3SS: torch.Tensor) -> Image.Image:
         return Image.fromarray(np.round(image_3SS.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8))
@@ -149,7 +150,7 @@ def analysis_image(model, loaded):
                     for tokens in (own, generated) for k in range(1, len(own) + 1)]
         decoded = torch.cat([vqvae.decode_latent(torch.cat(prefixes[i:i + 4]))  # 4 at a time: bounded memory
                              for i in range(0, len(prefixes), 4)])
-    decoded = (decoded.float().clamp(-1, 1) + 1) / 2
+    decoded = to_unit(decoded)
     agreement, num_scales = token_agreement(own, generated), len(own)
     rows = [("inputs", [("photo (native size)", pil(photo_13SS[0])), ("restored", pil(restoration.image_B3HW[0]))]),
             ("photo's tokens", [(f"scales 1..{k + 1}", pil(decoded[k])) for k in range(num_scales)]),

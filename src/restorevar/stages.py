@@ -38,7 +38,7 @@ from .losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hi
 from .perceptual import PerceptualLoss
 from .pipeline import RestoreVAR
 from .trainer import Dist, TrainConfig, ValResult, mix_seed, weight_decay_groups
-from .vqvae import fit_linear_path
+from .vqvae import fit_linear_path, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,6 @@ def psnr(a_B3HW: torch.Tensor, b_B3HW: torch.Tensor) -> float:
     """Mean PSNR (dB) of images in [0, 1]."""
     mse = (a_B3HW.clamp(0, 1) - b_B3HW.clamp(0, 1)).square().flatten(1).mean(1)
     return float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
-
-
-def to_unit(image_B3HW: torch.Tensor) -> torch.Tensor:
-    return ((image_B3HW.float() + 1) / 2).clamp(0, 1)
 
 
 def build_model(config: TrainConfig) -> RestoreVAR:

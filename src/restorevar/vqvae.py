@@ -23,6 +23,11 @@ from .config import TokenizerConfig
 from .quantizer import MultiScaleQuantizer
 
 
+def to_unit(image_B3HW: torch.Tensor) -> torch.Tensor:
+    """A decoded image ([-1, 1], unclamped, any dtype) as float32 in [0, 1]."""
+    return (image_B3HW.float().clamp(-1, 1) + 1) / 2
+
+
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels, eps=1e-6)
 

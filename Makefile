@@ -1,7 +1,7 @@
 # Two commands for a fresh clone:
 #   make demo   set up .venv and restore the bundled example photos into outputs/
 #   make test   set up .venv and run the test suite (what CI runs)
-# And the CPU training recipe for the default model (~50 min on 2 cores; safe to interrupt and rerun),
+# And the CPU training recipe for the default model (~55 min on 2 cores; safe to interrupt and rerun),
 # which writes $(RUN)/small; it becomes the default once copied to src/restorevar/weights/small:
 #   make train-default
 VENV ?= .venv

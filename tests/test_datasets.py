@@ -289,6 +289,10 @@ def test_open_dataset_splits_photos_and_combines_specs(tmp_path):
     assert isinstance(both, ConcatDataset) and len(both) == len(val) + 1
     assert degradation_labels(both) == degradation_labels(val) + ["low_light"]
     assert_paired(both[len(val)])  # val split of paired data: a centre crop, still aligned
+    with_clean = open_dataset(folder, crop_size=CROP, split="val", kinds=("blur", "none"))
+    assert len(with_clean) == 2 * 2 * 4 and set(degradation_labels(with_clean)) == {"blur", "none"}
+    for item in (with_clean[i] for i in range(4)):  # clean → clean pairs for "none" only
+        assert torch.equal(item["degraded"], item["clean"]) == (item["degradation"] == "none")
     with pytest.raises(DatasetError, match="crop_size"):
         open_dataset(folder, crop_size=None)
     with pytest.raises(DatasetError, match="neither a folder nor a .json"):

@@ -123,6 +123,11 @@ def test_random_degradation_reports_its_kind(clean_3HW):
     assert random_degradation(clean_3HW, 0, kinds=("haze",))[1] == "haze"
 
 
+def test_none_returns_the_clean_image_as_a_copy(clean_3HW):
+    out = degrade(clean_3HW, "none", 0)
+    assert torch.equal(out, clean_3HW) and out.data_ptr() != clean_3HW.data_ptr()
+
+
 def test_bad_inputs_raise_clear_errors(clean_3HW):
     with pytest.raises(ValueError, match="valid: haze, rain, snow, low_light, blur"):
         degrade(clean_3HW, "fog", 0)

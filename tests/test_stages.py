@@ -50,8 +50,9 @@ def test_stage_loss_falls_and_writes_a_model_folder(stage, start, tmp_path):
         assert changed == {"decoder", "post_quant_conv"}
 
 
-def test_refiner_stage_runs_the_transformer_in_eval_mode_and_keeps_best(start, tmp_path):
-    config = micro_config(tmp_path / "r", "refiner", start, steps=4, val_every=2).validate()
+@pytest.mark.parametrize("loss", ["l1", "log_mse"])
+def test_refiner_stage_runs_the_transformer_in_eval_mode_and_keeps_best(loss, start, tmp_path):
+    config = micro_config(tmp_path / "r", "refiner", start, steps=4, val_every=2, refiner_loss=loss).validate()
     stage = build_stage(config, Dist())
     stage.set_train_modes()
     assert not stage.model.transformer.training and stage.model.refiner.training  # drop path off (paper: on)
@@ -61,7 +62,7 @@ def test_refiner_stage_runs_the_transformer_in_eval_mode_and_keeps_best(start, t
     lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     val = [x for x in lines if "val_l1" in x]
     assert [x["step"] for x in val] == [2, 4]
-    assert selection["l1"] == min(x["val_l1"] for x in val)  # chosen by the refiner's own val L1
+    assert selection[loss] == min(x[f"val_{loss}"] for x in val)  # chosen by the training loss on val
     RestoreVAR.from_pretrained(tmp_path / "r" / "best")
     assert (tmp_path / "r" / "samples" / "step-00000004.png").is_file()
 
@@ -144,3 +145,30 @@ def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypat
         run(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
     assert fits == [len(Pairs())]
     assert first_l1[True] < first_l1[False] / 3, first_l1  # PCA start vs random start on the same images
+
+
+def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_error():
+    from restorevar.stages import log_mse
+
+    target = torch.zeros(2, 3, 4, 4)
+    error = torch.randn(2, 3, 4, 4)
+    small, large = error * torch.tensor([0.01, 1.0]).view(2, 1, 1, 1), error * torch.tensor([0.01, 10.0]).view(2, 1, 1, 1)
+    psnr_db = 10 * torch.log10(1 / small.square().flatten(1).mean(1))
+    ln10 = torch.log(torch.tensor(10.0))
+    torch.testing.assert_close(log_mse(small, target, floor=0), -psnr_db.mean() * ln10 / 10)
+    # halving either image's error lowers the loss by the same amount, however large that error is
+    for b in range(2):
+        halved = small.clone()
+        halved[b] /= 2
+        torch.testing.assert_close(log_mse(small, target, floor=0) - log_mse(halved, target, floor=0),
+                                   torch.log(torch.tensor(4.0)) / 2)
+    torch.testing.assert_close(log_mse(large, target, floor=0) - log_mse(small, target, floor=0),
+                               torch.log(torch.tensor(100.0)) / 2)
+    # the floor: a perfect image is finite, and errors far below the floor barely count
+    assert torch.isfinite(log_mse(target, target))
+    assert log_mse(small * 1e-3, target) - log_mse(target, target) < 1e-3
+
+
+def test_refiner_loss_must_be_known(tmp_path):
+    with pytest.raises(ConfigError, match="refiner_loss"):
+        micro_config(tmp_path, "refiner", None, refiner_loss="l2").validate()

@@ -107,6 +107,13 @@ def test_config_rejects_unknown_keys_and_flags_override_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("batch_size: 2\nlearning_rate: 1.0\n")
     with pytest.raises(ConfigError, match="learning_rate"):
         TrainConfig.load(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="kinds.*fog"):
+        TrainConfig(kinds=["haze", "fog"]).validate()
+    assert TrainConfig(kinds=["haze", "none"]).validate().kinds == ["haze", "none"]
+    from restorevar.degradations import DEGRADATIONS, EXTRA_KINDS
+    from restorevar.train_config import KINDS
+
+    assert KINDS == DEGRADATIONS + EXTRA_KINDS
 
     from restorevar.train_cli import add_parser, config_from_args
 

@@ -31,7 +31,7 @@ from restorevar.dataset_layouts import (
     LAYOUTS, DatasetError, PairedDataset, PairedFolder, PaperJSON, describe_layouts, detect_layout,
     list_images, open_layout,
 )
-from restorevar.degradations import DEGRADATIONS, degrade
+from restorevar.degradations import DEGRADATIONS, EXTRA_KINDS, degrade
 from restorevar.images import load_image
 from restorevar.photos import MANIFEST_NAME, Manifest, split_photos
 
@@ -71,9 +71,10 @@ class SyntheticPairs(Dataset):
             raise DatasetError(f"photo folder '{self.photo_dir}' does not exist; run 'restorevar data photos DIR'")
         if crop_size < MIN_CROP:
             raise DatasetError(f"crop_size {crop_size} is too small; use at least {MIN_CROP} (e.g. 256)")
-        unknown = [kind for kind in kinds if kind not in DEGRADATIONS and kind != "mixed"]
+        unknown = [kind for kind in kinds if kind not in DEGRADATIONS + EXTRA_KINDS]
         if not kinds or unknown:
-            raise DatasetError(f"degradation kinds {list(kinds)} invalid; choose from {', '.join(DEGRADATIONS)}, mixed")
+            raise DatasetError(f"degradation kinds {list(kinds)} invalid; choose from "
+                               f"{', '.join(DEGRADATIONS + EXTRA_KINDS)}")
         if not 0 < min_scale <= max_scale:
             raise DatasetError(f"need 0 < min_scale <= max_scale, got {min_scale} and {max_scale}")
         if draws_per_photo < 1:
@@ -190,7 +191,7 @@ def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
 
 
 def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int = 0,
-                 draws_per_photo: int | None = None) -> Dataset:
+                 draws_per_photo: int | None = None, kinds: tuple[str, ...] = DEGRADATIONS) -> Dataset:
     """A dataset from a spec, or a `ConcatDataset` from a list of specs.
 
     spec: a folder of clean photos -> `SyntheticPairs` (train/val photos from `split_photos` of
@@ -199,19 +200,21 @@ def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int
     split: "train" (random crops and flips) or "val" (synthetic: the held-out photos on their own
     seed stream; paired: centre crops). crop_size: S; None gives full images (paired data only).
     draws_per_photo: synthetic dataset length per photo and kind (default 1000 train, 4 val).
+    kinds: the degradations synthesised on photo folders (paired data keeps its own).
     """
     if split not in ("train", "val"):
         raise DatasetError(f"unknown split {split!r}; use 'train' or 'val'")
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise DatasetError("empty list of dataset specs; give at least one folder or JSON file")
-        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position)
+        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds)
                  for position, item in enumerate(spec)]
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0)
+    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds)
 
 
-def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | None, position: int) -> Dataset:
+def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | None, position: int,
+              kinds: tuple[str, ...]) -> Dataset:
     path = Path(spec)
     is_train = split == "train"
     if path.is_file() and path.suffix.lower() == ".json":
@@ -234,6 +237,6 @@ def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | N
     names = train_names if is_train else val_names
     if not names:
         raise DatasetError(f"the {split} split of '{path}' is empty ({len(photos)} photos); add photos")
-    return SyntheticPairs(path, crop_size=crop_size, names=names, seed=seed,
+    return SyntheticPairs(path, crop_size=crop_size, kinds=tuple(kinds), names=names, seed=seed,
                           draws_per_photo=draws or (1000 if is_train else 4),
                           stream=2 * position + (0 if is_train else 1))

@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 
 DEGRADATIONS: tuple[str, ...] = ("haze", "rain", "snow", "low_light", "blur")
+# beside them: "mixed" (two composed) and "none" (the clean crop itself: pairs that teach a restorer to leave a
+# clean photo alone)
+EXTRA_KINDS: tuple[str, ...] = ("mixed", "none")
 # physical order when two are composed: scene (haze, rain, snow) -> camera motion -> sensor
 _MIXED_ORDER = ("haze", "rain", "snow", "blur", "low_light")
 
@@ -335,15 +338,17 @@ _GENERATORS = {"haze": haze, "rain": rain, "snow": snow, "low_light": low_light,
 
 @torch.no_grad()
 def degrade(clean_3HW: torch.Tensor, kind: str, generator: GeneratorLike) -> torch.Tensor:
-    """Apply one degradation ``kind`` (or "mixed": two composed in physical order).
+    """Apply one degradation ``kind`` (or "mixed": two composed in physical order; "none": the input).
 
     clean_3HW: float (3, H, W) sRGB in [0, 1], H, W ≥ 16. Returns the same shape and dtype in [0, 1].
     """
-    if kind not in _GENERATORS and kind != "mixed":
-        raise ValueError(f"unknown degradation {kind!r}; valid: {', '.join(DEGRADATIONS)}, mixed")
+    if kind not in _GENERATORS and kind not in EXTRA_KINDS:
+        raise ValueError(f"unknown degradation {kind!r}; valid: {', '.join(DEGRADATIONS + EXTRA_KINDS)}")
     _check(clean_3HW)
     rng = as_numpy_rng(generator)
     image = clean_3HW.clamp(0.0, 1.0)
+    if kind == "none":
+        return image.clone()
     if kind == "mixed":
         first, second = rng.choice(len(DEGRADATIONS), size=2, replace=False)
         for name in sorted((DEGRADATIONS[first], DEGRADATIONS[second]), key=_MIXED_ORDER.index):

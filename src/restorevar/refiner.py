@@ -92,8 +92,10 @@ class LatentRefiner(nn.Module):
         self.cond_norm_in = nn.LayerNorm(Ct)
         self.cond_proj_in = nn.Linear(Ct, D, bias=False)
         self.cond_pos_embed = nn.Parameter(torch.randn(1, tokenizer.num_tokens, D) * 0.02)
-        if config.refine_degraded:
+        if config.refine_degraded:  # read twice: raw, and per-token normalised (see forward)
             self.degraded_proj_in = nn.Linear(Cv, D, bias=False)
+            self.degraded_norm_in = nn.LayerNorm(Cv)
+            self.degraded_shape_proj_in = nn.Linear(Cv, D, bias=False)
         self.layers = nn.ModuleList(RefinerLayer(config) for _ in range(config.depth))
         self.norm_out = nn.LayerNorm(D)
         self.proj_out = nn.Linear(D, Cv, bias=False)
@@ -108,7 +110,10 @@ class LatentRefiner(nn.Module):
         if self.config.refine_degraded:
             if degraded_BNCv is None:
                 raise ValueError("this refiner (refine_degraded=True) needs the degraded image's latent")
-            x = x + self.degraded_proj_in(degraded_BNCv)  # no LayerNorm: it would erase brightness
+            # raw, it keeps the brightness that low light and haze change; normalised, a patch's detail (which
+            # blur removes and haze keeps) is as visible as its brightness, so blur is not taken for haze
+            shape = self.degraded_shape_proj_in(self.degraded_norm_in(degraded_BNCv))
+            x = x + self.degraded_proj_in(degraded_BNCv) + shape
             base = degraded_BNCv
         cond = self.cond_proj_in(self.cond_norm_in(hidden_BLCt)) + self.cond_pos_embed
         for layer in self.layers:

@@ -14,6 +14,9 @@ from typing import Any
 from .config import ConfigError, reject_unknown_keys
 
 STAGES = ("tokenizer", "transformer", "refiner", "decoder")
+REFINER_LOSSES = ("l1", "log_mse")
+# degradations.DEGRADATIONS + EXTRA_KINDS, spelled out so that this module stays torch-free (a test keeps them equal)
+KINDS = ("haze", "rain", "snow", "low_light", "blur", "mixed", "none")
 
 
 @dataclass
@@ -41,6 +44,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     crop_size: int | None = None  # default: the model's image size
+    kinds: list[str] | None = None  # photo folders: the degradations to synthesise (default: all five)
     balance_degradations: bool = True  # inverse-frequency sampling over degradation labels, as the paper
     num_workers: int = 0
     log_every: int = 10
@@ -61,6 +65,9 @@ class TrainConfig:
     continuous_share: float = 0.0  # tokenizer: share of each batch decoded from f instead of f̂ (see stages)
     latent_source: str = "refiner"  # decoder: 'refiner' outputs, or 'noisy-clean' = f + noise / f̂ mixtures
     latent_noise: float = 0.1
+    # refiner: 'l1' (the paper) or 'log_mse' (ours): the mean over images of log MSE, i.e. minus the mean latent
+    # PSNR, so an image that needs little change (blur) weighs as much as one that needs much (low light)
+    refiner_loss: str = "l1"
 
     def validate(self) -> TrainConfig:
         if self.stage not in STAGES:
@@ -69,6 +76,10 @@ class TrainConfig:
             raise ConfigError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         if self.latent_source not in ("refiner", "noisy-clean"):
             raise ConfigError(f"latent_source must be 'refiner' or 'noisy-clean', got {self.latent_source!r}")
+        if self.kinds is not None and (not self.kinds or set(self.kinds) - set(KINDS)):
+            raise ConfigError(f"kinds {self.kinds} invalid; choose from {', '.join(KINDS)}")
+        if self.refiner_loss not in REFINER_LOSSES:
+            raise ConfigError(f"refiner_loss must be one of {', '.join(REFINER_LOSSES)}, got {self.refiner_loss!r}")
         if not 0 <= self.continuous_share <= 1:
             raise ConfigError(f"continuous_share must be in [0, 1], got {self.continuous_share}")
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "val_every"):

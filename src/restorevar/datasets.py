@@ -237,6 +237,6 @@ def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | N
     names = train_names if is_train else val_names
     if not names:
         raise DatasetError(f"the {split} split of '{path}' is empty ({len(photos)} photos); add photos")
-    return SyntheticPairs(path, crop_size=crop_size, kinds=tuple(kinds), names=names, seed=seed,
+    return SyntheticPairs(path, crop_size=crop_size, kinds=kinds, names=names, seed=seed,
                           draws_per_photo=draws or (1000 if is_train else 4),
                           stream=2 * position + (0 if is_train else 1))

@@ -217,12 +217,13 @@ def run(config: TrainConfig, *, dataset=None, val_dataset=None, stop_after: int 
     stage = build_stage(config, env)
     if dataset is None:
         from .datasets import open_dataset
+        from .degradations import DEGRADATIONS
 
-        kinds = dict(kinds=tuple(config.kinds)) if config.kinds else {}
-        dataset = open_dataset(config.data, crop_size=stage.crop_size, split="train", seed=config.seed, **kinds)
+        kinds = tuple(config.kinds or DEGRADATIONS)
+        dataset = open_dataset(config.data, crop_size=stage.crop_size, split="train", seed=config.seed, kinds=kinds)
         if val_dataset is None:
             val_dataset = open_dataset(config.val_data or config.data, crop_size=stage.crop_size, split="val",
-                                       seed=config.seed, **kinds)
+                                       seed=config.seed, kinds=kinds)
     if config.batch_size % env.world:
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by the {env.world} processes")
     batch_per_rank = config.batch_size // env.world

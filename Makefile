@@ -4,6 +4,8 @@
 # And the CPU training recipe for the default model (~55 min on 2 cores; safe to interrupt and rerun),
 # which writes $(RUN)/small; it becomes the default once copied to src/restorevar/weights/small:
 #   make train-default
+# On a CUDA machine, the larger recipe of docs/default-model.md (session 5):
+#   make train-default CONFIGS=configs/gpu
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU wheel installs from local disk in seconds; on a GPU machine install a CUDA build of torch first.
@@ -38,7 +40,8 @@ demo: install
 PHOTOS ?= data/photos
 RUN ?= runs/default
 RV := $(VENV)/bin/restorevar
-STAGE = $(RV) train $(1) --config configs/default/$(1).yaml --data $(PHOTOS) --out $(RUN)/$(1) --resume
+CONFIGS ?= configs/default
+STAGE = $(RV) train $(1) --config $(CONFIGS)/$(1).yaml --data $(PHOTOS) --out $(RUN)/$(1) --resume
 train-default: install
 	test -f $(PHOTOS)/manifest.json || $(RV) data photos $(PHOTOS)
 	$(call STAGE,tokenizer)

@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from restorevar.dataset_layouts import paired_crop
 from restorevar.datasets import (
     DatasetError, PairedFolder, PaperJSON, SyntheticPairs, class_balanced_weights, degradation_labels,
-    open_dataset, open_layout,
+    indices_by_degradation, open_dataset, open_layout,
 )
 from restorevar.degradations import DEGRADATIONS
 
@@ -91,6 +91,16 @@ def test_synthetic_labels_are_balanced_over_a_full_cycle(photo_dir):
     assert len({(item["name"].split("_")[0], item["degradation"]) for item in items}) == cycle
     assert [item["degradation"] for item in items] == labels[:cycle]
     assert torch.equal(class_balanced_weights(data), torch.full((len(data),), 1 / (photos * 3), dtype=torch.float64))
+
+
+def test_validation_indices_take_every_degradation_in_turn(photo_dir):
+    data = SyntheticPairs(photo_dir, crop_size=CROP, draws_per_photo=2)
+    first = indices_by_degradation(data, len(DEGRADATIONS))
+    assert [data.degradation_of(i) for i in first] == list(DEGRADATIONS)  # range(5) would be one kind only
+    labels = degradation_labels(data)
+    assert Counter(labels[i] for i in indices_by_degradation(data, 4 * len(DEGRADATIONS))) == {k: 4 for k in DEGRADATIONS}
+    assert len(set(indices_by_degradation(data, len(data) + 7))) == len(data)  # all, each once
+    assert indices_by_degradation(list(range(10)), 3) == [0, 1, 2]  # unlabelled: the first ones
 
 
 def test_synthetic_items_have_shapes_ranges_and_collate(photo_dir):

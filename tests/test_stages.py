@@ -172,3 +172,30 @@ def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_er
 def test_refiner_loss_must_be_known(tmp_path):
     with pytest.raises(ConfigError, match="refiner_loss"):
         micro_config(tmp_path, "refiner", None, refiner_loss="l2").validate()
+
+
+def test_decoder_refit_starts_at_the_linear_fit_on_a_fresh_run_only(tmp_path, monkeypatch):
+    import dataclasses
+
+    from restorevar import stages, vqvae
+
+    fits = []
+
+    def counting_fit(model, images):
+        fits.append(len(images))
+        vqvae.fit_linear_decoder(model, images)
+
+    monkeypatch.setattr(stages, "fit_linear_decoder", counting_fit)
+    tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=True)
+    start = tmp_path / "start"
+    RestoreVAR(dataclasses.replace(MICRO, tokenizer=tokenizer)).save_pretrained(start)
+    first_l1 = {}
+    for refit in (False, True):
+        out = tmp_path / f"refit-{refit}"
+        config = micro_config(out, "decoder", start, steps=4, checkpoint_every=2, lr=1e-3, latent_source="noisy-clean",
+                              latent_noise=0.0, refit_decoder=refit, **FAST)
+        run(config, dataset=Pairs(), stop_after=2)
+        first_l1[refit] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["l1"]
+        run(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
+    assert fits == [len(Pairs())]
+    assert first_l1[True] < 0.9 * first_l1[False], first_l1  # least-squares start vs the random decoder (0.79 seen)

@@ -199,3 +199,15 @@ def test_ddp_ranks_stay_identical(tmp_path):
             assert torch.equal(a[k], b[k]), f"{stage}: {k} differs between ranks"
     trained = load_file(tmp_path / "refiner-rank0.safetensors")["refiner.proj_out.weight"]
     assert not torch.equal(trained, initial["proj_out.weight"])  # it did train
+
+
+@pytest.mark.parametrize("device, expected", [("auto", "cuda:0"), ("cuda", "cuda:0"), ("cuda:1", "cuda:1")])
+def test_setup_distributed_picks_the_cuda_device(device, expected, monkeypatch):
+    from restorevar.trainer import setup_distributed
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    env = setup_distributed(device)  # "auto" crashed in torch.device("auto") on the first GPU run
+    assert str(env.device) == expected and [str(d) for d in chosen] == [expected]

@@ -92,3 +92,26 @@ def test_linear_path_starts_at_the_pca_of_the_patches():
         fit_linear_path(VQVAE(get_preset("tiny").tokenizer), images)
     with pytest.raises(ConfigError, match="linear_path"):
         TokenizerConfig(channel_mult=(1, 2), linear_path=True).validate()
+
+
+def test_fit_linear_decoder_recovers_the_best_linear_decoder():
+    import pytest
+
+    from restorevar.vqvae import fit_linear_decoder, fit_linear_path
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.interpolate(torch.rand(6, 3, 8, 8, generator=g), size=32, mode="bilinear") * 2 - 1
+    vqvae = linear_path_vqvae(6)
+    with torch.no_grad():
+        fit_linear_path(vqvae, images)  # a PCA encoder: its PCA decoder is the least-squares optimum
+        pca_error = float((vqvae.decode_latent(vqvae.encode_latent(images)) - images).pow(2).mean())
+        for p in vqvae.decoder.parameters():  # wreck the decoder, as a diverged run would
+            p.add_(torch.randn(p.shape, generator=g))
+        vqvae.post_quant_conv.weight.mul_(-3)
+        wrecked = float((vqvae.decode_latent(vqvae.encode_latent(images)) - images).pow(2).mean())
+        fit_linear_decoder(vqvae, images, chunk=4)
+        refit = float((vqvae.decode_latent(vqvae.encode_latent(images)) - images).pow(2).mean())
+    assert refit == pytest.approx(pca_error, rel=1e-3, abs=1e-7) and wrecked > 10 * refit
+    assert not vqvae.decoder.conv_out.weight.any()
+    with pytest.raises(ValueError, match="linear_path"):
+        fit_linear_decoder(VQVAE(get_preset("tiny").tokenizer), images)

@@ -17,6 +17,7 @@ have seen.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections import Counter
@@ -174,6 +175,20 @@ def degradation_labels(dataset: Dataset) -> list[str]:
         return [labels[i] for i in dataset.indices]
     raise TypeError(f"{type(dataset).__name__} has no degradation labels; "
                     f"use restorevar datasets, ConcatDataset or Subset of them")
+
+
+def indices_by_degradation(dataset: Dataset, count: int) -> list[int]:
+    """Up to ``count`` indices taken from each degradation label in turn, so that a small validation
+    batch sees every kind (a photo folder's first indices are all one kind). Unlabelled datasets: the first ones."""
+    try:
+        labels = degradation_labels(dataset)
+    except TypeError:
+        return list(range(min(count, len(dataset))))
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_label.setdefault(label, []).append(index)
+    rows = itertools.zip_longest(*by_label.values())
+    return list(itertools.islice((i for row in rows for i in row if i is not None), count))
 
 
 def class_balanced_weights(dataset: Dataset) -> torch.Tensor:

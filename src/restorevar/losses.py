@@ -32,8 +32,15 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 def ssim(input_B3HW: torch.Tensor, target_B3HW: torch.Tensor, *, data_range: float = 2.0,
          window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Differentiable mean SSIM with a Gaussian window (valid region, per channel). Default range: [-1, 1]."""
-    x, y = input_B3HW.float(), target_B3HW.float()
+    """Differentiable mean SSIM with a Gaussian window (valid region, per channel). Default range: [-1, 1].
+
+    Always fp32, also under autocast: var = E[x²] − E[x]² in bf16 is mostly rounding error, and the
+    bf16 gradients made the GPU decoder stage diverge."""
+    with torch.autocast(input_B3HW.device.type, enabled=False):
+        return _ssim_fp32(input_B3HW.float(), target_B3HW.float(), data_range, window, sigma)
+
+
+def _ssim_fp32(x: torch.Tensor, y: torch.Tensor, data_range: float, window: int, sigma: float) -> torch.Tensor:
     C = x.shape[1]
     g = gaussian_window(window, sigma).to(x.device)
     kernel_h = g.view(1, 1, 1, -1).expand(C, 1, 1, window)

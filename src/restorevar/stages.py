@@ -14,6 +14,8 @@
   3. decoder      encoder, quant_conv, quantizer frozen; post_quant_conv + decoder (+ PatchGAN) learn to
                   decode continuous latents (refiner outputs, or noisy clean latents): L1 + SSIM +
                   perceptual + GAN. The paper released no code for this stage.
+                  `refit_decoder` (ours) first replaces the decoder by the least-squares linear decoder of
+                  PCA_IMAGES crops' latents (`fit_linear_decoder`), conv branch at zero.
 
 Each stage's output folder is a RestoreVAR model folder; components a stage does not train are copied
 from its input folder (`init`). Images enter as [0, 1] and are mapped to [-1, 1] here.
@@ -39,7 +41,7 @@ from .losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hi
 from .perceptual import PerceptualLoss
 from .pipeline import RestoreVAR
 from .trainer import Dist, TrainConfig, ValResult, mix_seed, weight_decay_groups
-from .vqvae import fit_linear_path, to_unit
+from .vqvae import fit_linear_decoder, fit_linear_path, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,12 @@ def psnr(a_B3HW: torch.Tensor, b_B3HW: torch.Tensor) -> float:
     """Mean PSNR (dB) of images in [0, 1]."""
     mse = (a_B3HW.clamp(0, 1) - b_B3HW.clamp(0, 1)).square().flatten(1).mean(1)
     return float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
+
+
+def clean_crops(dataset, device: torch.device) -> torch.Tensor:
+    """PCA_IMAGES clean crops spread over the dataset, in [-1, 1]: the data of the linear fits."""
+    picks = torch.linspace(0, len(dataset) - 1, min(len(dataset), PCA_IMAGES)).long().tolist()
+    return torch.stack([dataset[i]["clean"] for i in picks]).float().to(device) * 2 - 1
 
 
 def build_model(config: TrainConfig) -> RestoreVAR:
@@ -242,10 +250,9 @@ class TokenizerStage(GANMixin, Stage):
     def initialise(self, dataset):
         if not self.model.config.tokenizer.linear_path or self.config.init is not None:
             return
-        picks = torch.linspace(0, len(dataset) - 1, min(len(dataset), PCA_IMAGES)).long().tolist()
-        clean = torch.stack([dataset[i]["clean"] for i in picks]).float().to(self.env.device) * 2 - 1
+        clean = clean_crops(dataset, self.env.device)
         fit_linear_path(self.model.vqvae, clean)
-        log.info("linear path set to the PCA of %d crops", len(picks))
+        log.info("linear path set to the PCA of %d crops", len(clean))
 
     def trainables(self):
         mods = {"tokenizer": self.forward_module}
@@ -410,6 +417,13 @@ class DecoderStage(GANMixin, Stage):
         super().__init__(config, env, model)
         self.forward_module = DecoderForward(model.vqvae).requires_grad_(True)
         self.init_gan()
+
+    def initialise(self, dataset):
+        if not self.config.refit_decoder:
+            return
+        clean = clean_crops(dataset, self.env.device)
+        fit_linear_decoder(self.model.vqvae, clean)
+        log.info("decoder refitted: least squares on the latents of %d crops, conv branch at zero", len(clean))
 
     def trainables(self):
         mods = {"decoder": self.forward_module}

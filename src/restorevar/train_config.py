@@ -65,6 +65,7 @@ class TrainConfig:
     continuous_share: float = 0.0  # tokenizer: share of each batch decoded from f instead of f̂ (see stages)
     latent_source: str = "refiner"  # decoder: 'refiner' outputs, or 'noisy-clean' = f + noise / f̂ mixtures
     latent_noise: float = 0.1
+    refit_decoder: bool = False  # decoder: start from a fresh decoder, fitted by least squares to the encoder (vqvae.py)
     # refiner: 'l1' (the paper) or 'log_mse' (ours): the mean over images of log(MSE + 1e-3), about minus the
     # mean latent PSNR, so an image that needs little change (blur) weighs as much as one that needs much (low light)
     refiner_loss: str = "l1"

@@ -60,7 +60,8 @@ def setup_distributed(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
-        dev = torch.device("cuda", local_rank if world > 1 else torch.device(device).index or 0)
+        named = torch.device(device).index if device != "auto" else None
+        dev = torch.device("cuda", local_rank if world > 1 else named or 0)
         torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")
@@ -359,9 +360,11 @@ def save_image_grid(columns: list[torch.Tensor], path: Path) -> None:
 
 
 def _val_batch(dataset, count: int) -> dict | None:
+    from .datasets import indices_by_degradation
+
     if dataset is None or count < 1 or len(dataset) == 0:
         return None
-    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    items = [dataset[i] for i in indices_by_degradation(dataset, count)]
     return torch.utils.data.default_collate(items)
 
 

@@ -231,3 +231,32 @@ def fit_linear_path(vqvae: VQVAE, images_B3HW: torch.Tensor) -> None:
     for conv in (vqvae.quant_conv, vqvae.post_quant_conv):
         nn.init.dirac_(conv.weight)
         nn.init.zeros_(conv.bias)
+
+
+@torch.no_grad()
+def fit_linear_decoder(vqvae: VQVAE, images_B3HW: torch.Tensor, chunk: int = 8) -> None:
+    """Start a fresh decoder for a trained encoder: its conv branch re-initialised with zero output,
+    post_quant_conv the identity, and the linear path the least-squares map from the continuous latent f
+    to the image patches. For a `linear_path` tokenizer this is the best decoder that is linear in f,
+    so training starts at that ceiling, as `fit_linear_path` does for a new tokenizer."""
+    decoder = vqvae.decoder
+    if decoder.linear is None:
+        raise ValueError("fit_linear_decoder needs a tokenizer built with linear_path=True")
+    C = vqvae.config.latent_channels
+    gram, cross = 0.0, 0.0
+    for images in images_B3HW.split(chunk):  # normal equations, one chunk at a time
+        latent_NC = vqvae.encode_latent(images.float()).permute(0, 2, 3, 1).flatten(0, 2).double()
+        latent_NC1 = torch.cat([latent_NC, torch.ones_like(latent_NC[:, :1])], 1)
+        patches_NP = vqvae.encoder.unfold(images.float()).permute(0, 2, 3, 1).flatten(0, 2).double()
+        gram, cross = gram + latent_NC1.T @ latent_NC1, cross + latent_NC1.T @ patches_NP
+    ridge = 1e-6 * torch.eye(C + 1, dtype=torch.float64, device=images_B3HW.device)
+    map_C1P = torch.linalg.solve(gram + ridge, cross)
+    for module in decoder.modules():
+        if module is not decoder and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    decoder.linear.weight.copy_(map_C1P[:C].T[:, :, None, None])
+    decoder.linear.bias.copy_(map_C1P[C])
+    nn.init.zeros_(decoder.conv_out.weight)
+    nn.init.zeros_(decoder.conv_out.bias)
+    nn.init.dirac_(vqvae.post_quant_conv.weight)
+    nn.init.zeros_(vqvae.post_quant_conv.bias)

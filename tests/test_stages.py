@@ -121,18 +121,24 @@ def test_refine_degraded_refiner_trains_on_the_degraded_latent_and_beats_it(star
     assert val["val_l1"] < val["val_l1_degraded"], val
 
 
+def count_fits(monkeypatch, name: str) -> list[int]:
+    """Wrap stages.NAME (a data-dependent fit) so that each call records how many images it got."""
+    from restorevar import stages
+
+    fit, calls = getattr(stages, name), []
+
+    def counting_fit(model, images):
+        calls.append(len(images))
+        fit(model, images)
+
+    monkeypatch.setattr(stages, name, counting_fit)
+    return calls
+
+
 def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypatch):
     import dataclasses
 
-    from restorevar import stages, vqvae
-
-    fits = []
-
-    def counting_fit(model, images):
-        fits.append(len(images))
-        vqvae.fit_linear_path(model, images)
-
-    monkeypatch.setattr(stages, "fit_linear_path", counting_fit)
+    fits = count_fits(monkeypatch, "fit_linear_path")
     first_l1 = {}
     for linear in (False, True):
         tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=linear)
@@ -177,15 +183,7 @@ def test_refiner_loss_must_be_known(tmp_path):
 def test_decoder_refit_starts_at_the_linear_fit_on_a_fresh_run_only(tmp_path, monkeypatch):
     import dataclasses
 
-    from restorevar import stages, vqvae
-
-    fits = []
-
-    def counting_fit(model, images):
-        fits.append(len(images))
-        vqvae.fit_linear_decoder(model, images)
-
-    monkeypatch.setattr(stages, "fit_linear_decoder", counting_fit)
+    fits = count_fits(monkeypatch, "fit_linear_decoder")
     tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=True)
     start = tmp_path / "start"
     RestoreVAR(dataclasses.replace(MICRO, tokenizer=tokenizer)).save_pretrained(start)

@@ -4,7 +4,8 @@
 # And the CPU training recipe for the default model (~55 min on 2 cores; safe to interrupt and rerun),
 # which writes $(RUN)/small; it becomes the default once copied to src/restorevar/weights/small:
 #   make train-default
-# On a CUDA machine, the larger recipe of docs/default-model.md (session 5):
+# On a CUDA machine, the larger recipe of docs/default-model.md (sessions 5–6; its refiner tune runs on
+# 2 CPU cores in ~52 min, the GPU stages before them would take many hours there):
 #   make train-default CONFIGS=configs/gpu
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -41,13 +42,18 @@ PHOTOS ?= data/photos
 RUN ?= runs/default
 RV := $(VENV)/bin/restorevar
 CONFIGS ?= configs/default
+# Optional refiner tunes (configs/gpu): refiner_tune*.yaml in name order, each starting from the one before.
+TUNES = $(sort $(wildcard $(CONFIGS)/refiner_tune*.yaml))
 STAGE = $(RV) train $(1) --config $(CONFIGS)/$(1).yaml --data $(PHOTOS) --out $(RUN)/$(1) --resume
 train-default: install
 	test -f $(PHOTOS)/manifest.json || $(RV) data photos $(PHOTOS)
 	$(call STAGE,tokenizer)
 	$(call STAGE,transformer) --tokenizer $(RUN)/tokenizer
 	$(call STAGE,refiner) --transformer $(RUN)/transformer
-	$(call STAGE,decoder) --refiner $(RUN)/refiner
+	prev=$(RUN)/refiner; for tune in $(TUNES); do name=$$(basename $$tune .yaml); \
+		$(RV) train refiner --config $$tune --data $(PHOTOS) --out $(RUN)/$$name --transformer $$prev --resume \
+		|| exit 1; prev=$(RUN)/$$name; done
+	$(call STAGE,decoder) --refiner $(RUN)/$(basename $(notdir $(lastword refiner $(TUNES))))
 	$(PY) scripts/export_default.py $(RUN)/decoder $(RUN)/small $(PHOTOS)
 
 # Held-out quality of that model (docs/default-model.md): PSNR/SSIM/NIQE vs input and classical baselines.

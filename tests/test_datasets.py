@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from restorevar.dataset_layouts import paired_crop
 from restorevar.datasets import (
     DatasetError, PairedFolder, PaperJSON, SyntheticPairs, class_balanced_weights, degradation_labels,
-    indices_by_degradation, open_dataset, open_layout,
+    indices_by_degradation, jitter_tone, open_dataset, open_layout,
 )
 from restorevar.degradations import DEGRADATIONS
 
@@ -152,6 +152,34 @@ def test_synthetic_rejects_bad_arguments(photo_dir):
     with pytest.raises(DatasetError, match="fog"):
         SyntheticPairs(photo_dir, crop_size=CROP, kinds=("haze", "fog"))
     assert len(SyntheticPairs(photo_dir, crop_size=CROP, names=["photo1.png"], draws_per_photo=1)) == 5
+
+
+def test_jitter_tone_changes_level_contrast_and_colour_within_range():
+    rng = np.random.default_rng(0)
+    image = torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(0)).expand(3, -1, -1)  # grey
+    outs = [jitter_tone(image, rng) for _ in range(50)]
+    assert all(o.shape == image.shape and 0 <= o.min() and o.max() <= 1 for o in outs)
+    means, stds = torch.tensor([o.mean() for o in outs]), torch.tensor([o.std() for o in outs])
+    assert means.min() < 0.3 and means.max() > 0.7  # new levels both ways
+    assert stds.max() <= image.std() * 1.15 and stds.min() < 0.6 * image.std()  # at most the white-balance gain up
+    assert max(float((o[0] - o[2]).abs().mean()) for o in outs) > 0.01  # grey in, tinted out
+    assert torch.equal(jitter_tone(image, np.random.default_rng(1)), jitter_tone(image, np.random.default_rng(1)))
+
+
+def test_tone_jitter_applies_to_the_clean_crop_before_degrading(photo_dir):
+    plain = SyntheticPairs(photo_dir, crop_size=CROP, kinds=("none", "haze"), draws_per_photo=4)
+    jittered = SyntheticPairs(photo_dir, crop_size=CROP, kinds=("none", "haze"), draws_per_photo=4, tone_jitter=1.0)
+    for index in range(len(plain)):
+        item = jittered[index]
+        assert not torch.equal(item["clean"], plain[index]["clean"])
+        if item["degradation"] == "none":  # the jittered crop is the target, not a degradation of it
+            assert torch.equal(item["degraded"], item["clean"])
+    half = SyntheticPairs(photo_dir, crop_size=CROP, draws_per_photo=8, tone_jitter=0.5)
+    changed = sum(not torch.equal(half[i]["clean"], SyntheticPairs(photo_dir, crop_size=CROP, draws_per_photo=8)[i]["clean"])
+                  for i in range(len(half)))
+    assert 0.25 * len(half) < changed < 0.75 * len(half)
+    with pytest.raises(DatasetError, match="tone_jitter"):
+        SyntheticPairs(photo_dir, crop_size=CROP, tone_jitter=1.5)
 
 
 # ---- paired folders and the paper's JSON --------------------------------------------------------
@@ -303,6 +331,9 @@ def test_open_dataset_splits_photos_and_combines_specs(tmp_path):
     assert len(with_clean) == 2 * 2 * 4 and set(degradation_labels(with_clean)) == {"blur", "none"}
     for item in (with_clean[i] for i in range(4)):  # clean → clean pairs for "none" only
         assert torch.equal(item["degraded"], item["clean"]) == (item["degradation"] == "none")
+    jitter = {split: open_dataset(folder, crop_size=CROP, split=split, tone_jitter=0.5).tone_jitter
+              for split in ("train", "val")}
+    assert jitter == {"train": 0.5, "val": 0.0}  # held-out photos keep their own tones
     with pytest.raises(DatasetError, match="crop_size"):
         open_dataset(folder, crop_size=None)
     with pytest.raises(DatasetError, match="neither a folder nor a .json"):

@@ -178,6 +178,16 @@ def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_er
 def test_refiner_loss_must_be_known(tmp_path):
     with pytest.raises(ConfigError, match="refiner_loss"):
         micro_config(tmp_path, "refiner", None, refiner_loss="l2").validate()
+    with pytest.raises(ConfigError, match="log_mse_floor"):
+        micro_config(tmp_path, "refiner", None, refiner_loss="log_mse", log_mse_floor=0.0).validate()
+
+
+def test_refiner_stage_uses_the_configured_log_mse_floor(start, tmp_path):
+    output, target = torch.zeros(2, 8), torch.full((2, 8), 0.01)  # MSE 1e-4
+    for floor in (1e-3, 1e-4):
+        stage = build_stage(micro_config(tmp_path, "refiner", start, refiner_loss="log_mse", log_mse_floor=floor),
+                            Dist())
+        torch.testing.assert_close(stage.loss_fn(output, target), torch.log(torch.tensor(1e-4 + floor)))
 
 
 def test_decoder_refit_starts_at_the_linear_fit_on_a_fresh_run_only(tmp_path, monkeypatch):
@@ -197,3 +207,20 @@ def test_decoder_refit_starts_at_the_linear_fit_on_a_fresh_run_only(tmp_path, mo
         run(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
     assert fits == [len(Pairs())]
     assert first_l1[True] < 0.9 * first_l1[False], first_l1  # least-squares start vs the random decoder (0.79 seen)
+
+
+def test_zero_steps_saves_the_refitted_decoder_and_trains_nothing(tmp_path):
+    import dataclasses
+
+    tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=True)
+    start = tmp_path / "start"
+    RestoreVAR(dataclasses.replace(MICRO, tokenizer=tokenizer)).save_pretrained(start)
+    out = tmp_path / "fit-only"
+    run(micro_config(out, "decoder", start, steps=0, refit_decoder=True, **FAST), dataset=Pairs())
+    before, after = RestoreVAR.from_pretrained(start), RestoreVAR.from_pretrained(out)
+    assert not (out / "metrics.jsonl").exists() and not (out / "checkpoints").exists()
+    assert torch.equal(after.vqvae.encoder.linear.weight, before.vqvae.encoder.linear.weight)
+    assert not torch.equal(after.vqvae.decoder.linear.weight, before.vqvae.decoder.linear.weight)
+    assert torch.count_nonzero(after.vqvae.decoder.conv_out.weight) == 0  # the refit's mark
+    with pytest.raises(ConfigError, match="steps must be ≥ 0"):
+        micro_config(out, "decoder", start, steps=-1).validate()

@@ -46,6 +46,16 @@ logger = logging.getLogger(__name__)
 MIN_CROP = 16  # the degradations need at least 16x16 pixels
 
 
+def jitter_tone(image_3HW: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """A new clean photo from an old one: saturation ×[0.5, 1.5], per-channel gains in [0.85, 1.15] (white
+    balance), contrast ×[0.35, 1] about a new mean level in [0.15, 0.85]."""
+    grey = image_3HW.mean(0, keepdim=True)
+    out = grey + rng.uniform(0.5, 1.5) * (image_3HW - grey)
+    out = out * torch.tensor(rng.uniform(0.85, 1.15, size=3), dtype=out.dtype)[:, None, None]
+    out = rng.uniform(0.15, 0.85) + rng.uniform(0.35, 1.0) * (out - out.mean())
+    return out.clamp(0.0, 1.0)
+
+
 class SyntheticPairs(Dataset):
     """Clean photo crops with a degradation synthesised on the fly.
 
@@ -61,12 +71,14 @@ class SyntheticPairs(Dataset):
     cache_long_side: photos are decoded once and kept as 8-bit images with the long side at most
         this many pixels (default max(1024, 2 S)); scales are relative to that cached size.
     stream: separates datasets sharing a seed (`open_dataset` gives val photos their own stream).
+    tone_jitter: share of items whose clean crop first gets a random tone (`jitter_tone`), so that bright,
+        flat or tinted scenes are seen clean too, and not only as haze.
     """
 
     def __init__(self, photo_dir, *, crop_size: int, kinds: tuple[str, ...] = DEGRADATIONS,
                  names: list[str] | None = None, seed: int = 0, draws_per_photo: int = 1000,
                  min_scale: float = 0.25, max_scale: float = 1.0, cache_long_side: int | None = None,
-                 stream: int = 0) -> None:
+                 stream: int = 0, tone_jitter: float = 0.0) -> None:
         self.photo_dir = Path(photo_dir)
         if not self.photo_dir.is_dir():
             raise DatasetError(f"photo folder '{self.photo_dir}' does not exist; run 'restorevar data photos DIR'")
@@ -82,9 +94,12 @@ class SyntheticPairs(Dataset):
             raise DatasetError(f"draws_per_photo must be >= 1, got {draws_per_photo}")
         if seed < 0 or stream < 0:
             raise DatasetError(f"seed and stream must be >= 0 (numpy SeedSequence), got {seed} and {stream}")
+        if not 0 <= tone_jitter <= 1:
+            raise DatasetError(f"tone_jitter is a share of items, in [0, 1]; got {tone_jitter}")
         self.paths = self._find_photos(names)
         self.crop_size, self.kinds, self.seed, self.stream = crop_size, tuple(kinds), seed, stream
         self.draws_per_photo, self.min_scale, self.max_scale = draws_per_photo, min_scale, max_scale
+        self.tone_jitter = tone_jitter
         self.cache_long_side = cache_long_side or max(1024, 2 * crop_size)
         self._cache: dict[int, Image.Image] = {}
 
@@ -131,6 +146,8 @@ class SyntheticPairs(Dataset):
         number, kind = index % len(self.paths), self.degradation_of(index)
         rng = np.random.default_rng([self.seed, self.stream, index])
         clean_3SS = self._crop(self.photo(number), rng)
+        if self.tone_jitter and rng.random() < self.tone_jitter:
+            clean_3SS = jitter_tone(clean_3SS, rng)
         degraded_3SS = degrade(clean_3SS, kind, rng)
         draw = index // (len(self.paths) * len(self.kinds))
         return {"degraded": degraded_3SS, "clean": clean_3SS, "degradation": kind,
@@ -206,7 +223,8 @@ def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
 
 
 def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int = 0,
-                 draws_per_photo: int | None = None, kinds: tuple[str, ...] = DEGRADATIONS) -> Dataset:
+                 draws_per_photo: int | None = None, kinds: tuple[str, ...] = DEGRADATIONS,
+                 tone_jitter: float = 0.0) -> Dataset:
     """A dataset from a spec, or a `ConcatDataset` from a list of specs.
 
     spec: a folder of clean photos -> `SyntheticPairs` (train/val photos from `split_photos` of
@@ -216,20 +234,21 @@ def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int
     seed stream; paired: centre crops). crop_size: S; None gives full images (paired data only).
     draws_per_photo: synthetic dataset length per photo and kind (default 1000 train, 4 val).
     kinds: the degradations synthesised on photo folders (paired data keeps its own).
+    tone_jitter: photo folders, train split: share of clean crops given a random tone (`jitter_tone`).
     """
     if split not in ("train", "val"):
         raise DatasetError(f"unknown split {split!r}; use 'train' or 'val'")
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise DatasetError("empty list of dataset specs; give at least one folder or JSON file")
-        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds)
+        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds, tone_jitter)
                  for position, item in enumerate(spec)]
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds)
+    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds, tone_jitter)
 
 
 def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | None, position: int,
-              kinds: tuple[str, ...]) -> Dataset:
+              kinds: tuple[str, ...], tone_jitter: float) -> Dataset:
     path = Path(spec)
     is_train = split == "train"
     if path.is_file() and path.suffix.lower() == ".json":
@@ -254,4 +273,4 @@ def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | N
         raise DatasetError(f"the {split} split of '{path}' is empty ({len(photos)} photos); add photos")
     return SyntheticPairs(path, crop_size=crop_size, kinds=kinds, names=names, seed=seed,
                           draws_per_photo=draws or (1000 if is_train else 4),
-                          stream=2 * position + (0 if is_train else 1))
+                          stream=2 * position + (0 if is_train else 1), tone_jitter=tone_jitter if is_train else 0.0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -358,16 +359,13 @@ def log_mse(input_BX: torch.Tensor, target_BX: torch.Tensor, floor: float = LOG_
     return ((input_BX.float() - target_BX.float()).square().flatten(1).mean(1) + floor).log().mean()
 
 
-REFINER_LOSS_FNS = {"l1": l1_loss, "log_mse": log_mse}
-
-
 class RefinerStage(Stage):
     def __init__(self, config, env, model):
         super().__init__(config, env, model)
         model.refiner.requires_grad_(True)
         # best/ = the lowest val value of the training loss (the paper selected by a CE that cannot change)
         self.selection_metric = config.refiner_loss
-        self.loss_fn = REFINER_LOSS_FNS[config.refiner_loss]
+        self.loss_fn = partial(log_mse, floor=config.log_mse_floor) if config.refiner_loss == "log_mse" else l1_loss
 
     def trainables(self):
         return {"refiner": self.model.refiner}

@@ -94,6 +94,7 @@ def train_command(args) -> int:
         raise ConfigError("no training data: pass --data PATH or set `data:` in --config")
     metrics = run(config).metrics
     if setup_distributed(config.device).is_main:
-        loss = f"final loss {metrics['loss']:.4f}" if "loss" in metrics else "already complete, nothing to train"
+        loss = (f"final loss {metrics['loss']:.4f}" if "loss" in metrics else
+                "initialised only" if config.steps == 0 else "already complete, nothing to train")
         print(f"trained {config.stage} for {config.steps} steps → {config.out} ({loss})")
     return 0

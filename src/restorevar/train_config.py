@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     crop_size: int | None = None  # default: the model's image size
     kinds: list[str] | None = None  # photo folders: the degradations to synthesise (default: all five)
+    tone_jitter: float = 0.0  # photo folders: share of clean crops given a random tone (datasets.jitter_tone)
     balance_degradations: bool = True  # inverse-frequency sampling over degradation labels, as the paper
     num_workers: int = 0
     log_every: int = 10
@@ -69,6 +70,7 @@ class TrainConfig:
     # refiner: 'l1' (the paper) or 'log_mse' (ours): the mean over images of log(MSE + 1e-3), about minus the
     # mean latent PSNR, so an image that needs little change (blur) weighs as much as one that needs much (low light)
     refiner_loss: str = "l1"
+    log_mse_floor: float = 1e-3  # refiner_loss log_mse: latent errors far below it barely count (stages.log_mse)
 
     def validate(self) -> TrainConfig:
         if self.stage not in STAGES:
@@ -81,9 +83,15 @@ class TrainConfig:
             raise ConfigError(f"kinds {self.kinds} invalid; choose from {', '.join(KINDS)}")
         if self.refiner_loss not in REFINER_LOSSES:
             raise ConfigError(f"refiner_loss must be one of {', '.join(REFINER_LOSSES)}, got {self.refiner_loss!r}")
+        if self.log_mse_floor <= 0:
+            raise ConfigError(f"log_mse_floor must be > 0, got {self.log_mse_floor}")
+        if not 0 <= self.tone_jitter <= 1:
+            raise ConfigError(f"tone_jitter must be in [0, 1], got {self.tone_jitter}")
         if not 0 <= self.continuous_share <= 1:
             raise ConfigError(f"continuous_share must be in [0, 1], got {self.continuous_share}")
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "val_every"):
+        if self.steps < 0:
+            raise ConfigError(f"steps must be ≥ 0 (0: the stage's initialisation only), got {self.steps}")
+        for name in ("batch_size", "log_every", "checkpoint_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         return self

@@ -221,7 +221,8 @@ def run(config: TrainConfig, *, dataset=None, val_dataset=None, stop_after: int 
         from .degradations import DEGRADATIONS
 
         kinds = tuple(config.kinds or DEGRADATIONS)
-        dataset = open_dataset(config.data, crop_size=stage.crop_size, split="train", seed=config.seed, kinds=kinds)
+        dataset = open_dataset(config.data, crop_size=stage.crop_size, split="train", seed=config.seed, kinds=kinds,
+                               tone_jitter=config.tone_jitter)
         if val_dataset is None:
             val_dataset = open_dataset(config.val_data or config.data, crop_size=stage.crop_size, split="val",
                                        seed=config.seed, kinds=kinds)
@@ -256,6 +257,10 @@ def run(config: TrainConfig, *, dataset=None, val_dataset=None, stop_after: int 
         out.mkdir(parents=True, exist_ok=True)
         save_json(config.to_dict(), out / "train_config.json")
         _truncate_jsonl(out / "metrics.jsonl", start)  # a killed run may have logged past its last checkpoint
+    if config.steps == 0:  # initialisation only, e.g. the decoder's least-squares refit: that is the model
+        if env.is_main:
+            stage.model.save_pretrained(out)
+        return TrainResult({}, stage.model, trainables)
 
     sampler = StepBatchSampler(sampling_weights(dataset_labels(dataset), config.balance_degradations),
                                batch_per_rank=batch_per_rank, rank=env.rank, world=env.world, seed=config.seed,

@@ -114,6 +114,9 @@ class RefinerConfig:
     # ours, False in the paper: also read the degraded image's latent and refine *it* (the residual base),
     # so a briefly trained transformer cannot lose the scene; the CPU default needs this
     refine_degraded: bool = False
+    # ours, False in the paper: add back the part of the input the tokenizer cannot represent,
+    # x − D(E(x)), so the output is not capped at the tokenizer's reconstruction (~30 dB for `small`)
+    add_input_detail: bool = False
 
     @property
     def head_dim(self) -> int:

@@ -66,11 +66,15 @@ class RestoreVAR(nn.Module):
             generation = self.transformer.generate(cond_BNC, self.vqvae.quantizer)
 
             # 3. the refiner turns the discrete latent into a continuous one
-            degraded = self.vqvae.quant_conv(cond_BChw) if self.config.refiner.refine_degraded else None
-            latent = self.refiner.refine_latent(generation.f_hat_BChw, generation.hidden_BLC, degraded)
+            refiner = self.config.refiner
+            degraded = self.vqvae.quant_conv(cond_BChw)
+            latent = self.refiner.refine_latent(generation.f_hat_BChw, generation.hidden_BLC,
+                                                degraded if refiner.refine_degraded else None)
 
             # 4. the fine-tuned decoder maps it back to pixels
             decoded = self.vqvae.decode_latent(latent)
+            if refiner.add_input_detail:  # the input's detail that no latent holds, unchanged
+                decoded = decoded + image - self.vqvae.decode_latent(degraded)
         restored = to_unit(decoded)
         if not return_intermediates:
             return Restoration(restored)

@@ -53,8 +53,7 @@ def evaluate(model: RestoreVAR, dataset, indices: list[int], tone_channels: int,
         items = [dataset[i] for i in indices[start : start + batch]]
         degraded = torch.stack([item["degraded"] for item in items])
         restoration = model.restore_batch(degraded, return_intermediates=True)
-        # the pipeline's [-1, 1] convention; encodes the input a second time, a small cost in a benchmark
-        latents = {"degraded": vqvae.encode_latent(degraded * 2 - 1), "refined": restoration.latent_BChw}
+        latents = {"degraded": restoration.degraded_latent_BChw, "refined": restoration.latent_BChw}
         target = vqvae.encode_latent(torch.stack([item["clean"] for item in items]) * 2 - 1)
         parts = {name: error_parts(latent, target, tone_channels) for name, latent in latents.items()}
         images = {"input": degraded, "tokenizer": to_unit(vqvae.decode_latent(latents["degraded"])),

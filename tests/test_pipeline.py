@@ -54,5 +54,8 @@ def test_add_input_detail_keeps_what_the_tokenizer_loses(tiny_config):
     detailed.eval()
     size = tiny_config.tokenizer.image_size
     image = torch.rand(2, 3, size, size) * 0.8 + 0.1  # clear of the [0, 1] clamp
-    torch.testing.assert_close(detailed.restore_batch(image).image_B3HW, image, atol=1e-5, rtol=0)
+    result = detailed.restore_batch(image, return_intermediates=True)
+    torch.testing.assert_close(result.image_B3HW, image, atol=1e-5, rtol=0)
+    torch.testing.assert_close(result.degraded_latent_BChw, detailed.vqvae.encode_latent(image * 2 - 1))
+    torch.testing.assert_close(result.latent_BChw, result.degraded_latent_BChw)
     assert (plain.restore_batch(image).image_B3HW - image).abs().mean() > 0.01

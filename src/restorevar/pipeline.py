@@ -26,6 +26,7 @@ class Restoration:
     indices: list[torch.Tensor] | None = None  # clean tokens per scale, (B, pn²)
     f_hat_BChw: torch.Tensor | None = None  # quantized latent of those tokens
     latent_BChw: torch.Tensor | None = None  # refined continuous latent (what the decoder sees)
+    degraded_latent_BChw: torch.Tensor | None = None  # the input's continuous latent (after quant_conv)
 
 
 class RestoreVAR(nn.Module):
@@ -78,7 +79,7 @@ class RestoreVAR(nn.Module):
         restored = to_unit(decoded)
         if not return_intermediates:
             return Restoration(restored)
-        return Restoration(restored, generation.indices, generation.f_hat_BChw, latent.float())
+        return Restoration(restored, generation.indices, generation.f_hat_BChw, latent.float(), degraded.float())
 
     def restore(self, image, *, tile: int | None = None, overlap: int | None = None, resize: bool = False,
                 batch_size: int = 4):

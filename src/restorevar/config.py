@@ -117,6 +117,10 @@ class RefinerConfig:
     # ours, False in the paper: add back the part of the input the tokenizer cannot represent,
     # x − D(E(x)), so the output is not capped at the tokenizer's reconstruction (~30 dB for `small`)
     add_input_detail: bool = False
+    # ours, 0 in the paper: > 0 adds a blur detector and a deblurring CNN of this width on the degraded latent,
+    # trained by the `blur_expert` stage (blur_expert.py)
+    blur_expert_width: int = 0
+    blur_expert_blocks: int = 4
 
     @property
     def head_dim(self) -> int:
@@ -125,6 +129,9 @@ class RefinerConfig:
     def validate(self) -> None:
         if self.width % self.num_heads:
             raise ConfigError(f"refiner width {self.width} is not divisible by num_heads {self.num_heads}")
+        if self.blur_expert_width < 0 or self.blur_expert_width % 8 or self.blur_expert_blocks < 0:
+            raise ConfigError(f"blur_expert_width must be 0 (none) or a multiple of 8, and blur_expert_blocks ≥ 0; "
+                              f"got {self.blur_expert_width} and {self.blur_expert_blocks}")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blur_expert import BlurExpert
 from .config import RefinerConfig, TokenizerConfig, TransformerConfig
 from .layers import MLP
 
@@ -101,6 +102,8 @@ class LatentRefiner(nn.Module):
         self.proj_out = nn.Linear(D, Cv, bias=False)
         if config.refine_degraded:  # start as the identity on the degraded latent, not as noise added to it
             nn.init.zeros_(self.proj_out.weight)
+        self.blur_expert = (BlurExpert(Cv, config.blur_expert_width, config.blur_expert_blocks)
+                            if config.blur_expert_width else None)
 
     def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor,
                 degraded_BNCv: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The four training stages: what trains, what is frozen, and the loss (spec §1.6, §4.2, §4.3).
+"""The five training stages: what trains, what is frozen, and the loss (spec §1.6, §4.2, §4.3).
 
   0. tokenizer    trains the whole VQVAE (+ PatchGAN): L1 + perceptual + VQ (+ GAN after `gan_start`);
                   dead codes are re-initialised from encoder outputs every `dead_code_every` steps.
@@ -16,6 +16,9 @@
                   perceptual + GAN. The paper released no code for this stage.
                   `refit_decoder` (ours) first replaces the decoder by the least-squares linear decoder of
                   PCA_IMAGES crops' latents (`fit_linear_decoder`), conv branch at zero.
+  4. blur_expert  (ours) all of the model frozen; the refiner's blur expert (blur_expert.py) learns a
+                  degradation detector (CE over every kind) and a deblurring CNN (log MSE to the clean latent,
+                  blurred crops only), both on the degraded latent, from pools of encoded crops.
 
 Each stage's output folder is a RestoreVAR model folder; components a stage does not train are copied
 from its input folder (`init`). Images enter as [0, 1] and are mapped to [-1, 1] here.
@@ -26,6 +29,7 @@ Shapes: B batch, C latent channels, h×w latent, N = h·w, L tokens over all sca
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -36,7 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint
-from .config import ConfigError, RestoreVARConfig
+from .blur_expert import BLUR, DETECTED
+from .config import ConfigError, RefinerConfig, RestoreVARConfig
 from .losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hinge_d_loss,
                      hinge_g_loss, l1_loss, multiscale_vq, ssim)
 from .perceptual import PerceptualLoss
@@ -52,7 +57,7 @@ LOSS_DEFAULTS = {
     "decoder": dict(l1_weight=1.0, ssim_weight=0.5, perceptual_weight=0.1, gan_weight=0.05, gan_start=0.25),
 }
 LOADED = {"tokenizer": ("vqvae",), "transformer": ("vqvae",), "refiner": ("vqvae", "transformer"),
-          "decoder": ("vqvae", "transformer", "refiner")}
+          "decoder": ("vqvae", "transformer", "refiner"), "blur_expert": ("vqvae", "transformer", "refiner")}
 PCA_IMAGES = 64  # 64 crops of 256² give 16k patches of 16×16: plenty for a 768-dim covariance
 BASE_LR_AT_48 = 1e-4  # the paper's peak lr at global batch 48, scaled linearly
 
@@ -78,24 +83,40 @@ def build_model(config: TrainConfig) -> RestoreVAR:
     loaded = LOADED[config.stage]
     if config.init is None:
         if config.stage != "tokenizer":
-            flag = {"transformer": "--tokenizer", "refiner": "--transformer", "decoder": "--refiner"}[config.stage]
+            flag = {"transformer": "--tokenizer", "refiner": "--transformer", "decoder": "--refiner",
+                    "blur_expert": "--decoder"}[config.stage]
             raise ConfigError(f"the {config.stage} stage needs the previous stage's output folder: {flag} DIR")
         if wanted is None:
             raise ConfigError("no architecture: pass --preset NAME, a `model:` section, or --init DIR")
         return RestoreVAR(wanted)
     base = RestoreVARConfig.load(Path(config.init) / checkpoint.CONFIG_FILE)
-    final = base if wanted is None else replace(
-        wanted, **{"tokenizer": base.tokenizer, **({"transformer": base.transformer} if "transformer" in loaded else {})})
+    if config.stage == "blur_expert":  # everything from `init`, but the expert's size from the preset
+        final = base if wanted is None else with_blur_expert(base, wanted.refiner)
+    else:
+        final = base if wanted is None else replace(
+            wanted,
+            **{"tokenizer": base.tokenizer, **({"transformer": base.transformer} if "transformer" in loaded else {})})
     model = RestoreVAR(final.validate())
     for name, file in checkpoint.COMPONENT_FILES.items():
         module = getattr(model, name)
         state = {k: v.float() for k, v in checkpoint.read_safetensors(Path(config.init) / file).items()}
+        if name == "refiner" and config.stage == "blur_expert" and not any(k.startswith("blur_expert.") for k in state):
+            state |= {k: v for k, v in module.state_dict().items() if k.startswith("blur_expert.")}  # a new expert
         fits = all(k in state and state[k].shape == v.shape for k, v in module.state_dict().items())
         if name in loaded or fits:  # components this stage does not train: copied when they fit
             checkpoint.load_strict(module, state, Path(config.init) / file)
         else:
             log.info("%s: the architecture differs from %s, initialised at random", name, config.init)
     return model
+
+
+def with_blur_expert(base: RestoreVARConfig, wanted: RefinerConfig) -> RestoreVARConfig:
+    if not wanted.blur_expert_width:
+        raise ConfigError("the blur_expert stage needs a preset or `model:` whose refiner has blur_expert_width > 0 "
+                          "(e.g. --preset small)")
+    refiner = replace(base.refiner, blur_expert_width=wanted.blur_expert_width,
+                      blur_expert_blocks=wanted.blur_expert_blocks)
+    return replace(base, refiner=refiner)
 
 
 class Stage:
@@ -455,8 +476,105 @@ class DecoderStage(GANMixin, Stage):
                           "l1": float(l1_loss(image * 2 - 1, clean))}, [batch["degraded"], image, batch["clean"]])
 
 
+# ------------------------------------------------------------------------------------------------ 4. blur expert
+
+class BlurExpertForward(nn.Module):
+    """Both heads in one forward, so that DDP sees every parameter used on every step."""
+
+    def __init__(self, expert: nn.Module):
+        super().__init__()
+        self.expert = expert
+
+    def forward(self, detect_BChw: torch.Tensor, deblur_BChw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.expert.kind_logits(detect_BChw), self.expert.deblurred(deblur_BChw)
+
+
+class LatentPool:
+    """Fresh latents replace the oldest; training draws from all of them. Encoding a crop costs ~50× a step of
+    the expert's small nets, so each encoded crop is used many times. Not checkpointed: a resumed run refills it."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.size, self.next = capacity, 0, 0
+        self.tensors: list[torch.Tensor] = []
+
+    def add(self, *tensors: torch.Tensor) -> None:
+        if not self.tensors:
+            self.tensors = [t.new_zeros((self.capacity, *t.shape[1:])) for t in tensors]
+        slots = (self.next + torch.arange(len(tensors[0]), device=tensors[0].device)) % self.capacity
+        for pool, t in zip(self.tensors, tensors):
+            pool[slots] = t
+        self.next = (self.next + len(tensors[0])) % self.capacity
+        self.size = min(self.capacity, self.size + len(tensors[0]))
+
+    def sample(self, n: int) -> list[torch.Tensor]:
+        picks = torch.randint(self.size, (n,), device=self.tensors[0].device)
+        return [pool[picks] for pool in self.tensors]
+
+
+class BlurExpertStage(Stage):
+    """Ours. All else frozen. The detector learns the degradation of the degraded latent (CE over DETECTED, all
+    crops); the deblurring CNN learns the clean latent of blurred crops (log MSE). Both draw from pools of
+    encoded crops that each step's batch refreshes."""
+
+    POOL, BLUR_POOL = 2048, 512  # latents (labelled) for the detector; (blurred, clean) latent pairs for the CNN
+    DETECT_BATCH, DEBLUR_BATCH = 64, 16
+
+    def __init__(self, config, env, model):
+        super().__init__(config, env, model)
+        if model.refiner.blur_expert is None:
+            raise ConfigError("this model has no blur expert (refiner.blur_expert_width = 0); pass --preset small")
+        self.forward_module = BlurExpertForward(model.refiner.blur_expert).requires_grad_(True)
+        self.pool, self.blur_pool = LatentPool(self.POOL), LatentPool(self.BLUR_POOL)
+
+    def trainables(self):
+        return {"blur_expert": self.forward_module}
+
+    @torch.no_grad()
+    def latents(self, batch):
+        """The degraded latent of every crop, its label (index in DETECTED, −1 if not detected), whether it is
+        blurred, and the clean latent of the blurred ones."""
+        degraded, clean = self.images(batch)
+        vqvae = self.model.vqvae
+        kinds = batch["degradation"]
+        labels = torch.tensor([DETECTED.index(k) if k in DETECTED else -1 for k in kinds], device=degraded.device)
+        is_blur = labels == BLUR
+        target = vqvae.encode_latent(clean[is_blur]) if is_blur.any() else None  # the encoder takes no empty batch
+        return vqvae.quant_conv(vqvae.encode_continuous(degraded)), labels, is_blur, target
+
+    def compute_loss(self, batch, step, wrapped):
+        degraded_latent, labels, is_blur, target = self.latents(batch)
+        self.pool.add(degraded_latent, labels)
+        if target is not None:
+            self.blur_pool.add(degraded_latent[is_blur], target)
+        detect_in, detect_labels = self.pool.sample(self.DETECT_BATCH)
+        blurred, clean = self.blur_pool.sample(self.DEBLUR_BATCH) if self.blur_pool.size else (degraded_latent, None)
+        logits, deblurred = wrapped["blur_expert"](detect_in, blurred)
+        losses = {"detect": F.cross_entropy(logits, detect_labels, ignore_index=-1, label_smoothing=0.05)}
+        # before the first blurred crop the CNN still runs (DDP wants every parameter used), at zero weight
+        floor = self.config.log_mse_floor
+        losses["deblur"] = 0 * deblurred.sum() if clean is None else log_mse(deblurred, clean, floor)
+        return {"loss": losses["detect"] + losses["deblur"], **losses}
+
+    def validate(self, batch):
+        expert = self.model.refiner.blur_expert
+        degraded_latent, labels, is_blur, target = self.latents(batch)
+        logits = expert.kind_logits(degraded_latent)
+        p_blur = logits.softmax(1)[:, BLUR]
+        metrics = {"detect_accuracy": float((logits.argmax(1) == labels).float().mean()),
+                   "blur_accuracy": float(((p_blur > 0.5) == is_blur).float().mean())}
+        if is_blur.any():  # latent PSNR gain of the deblurred over the degraded latent, blurred crops only
+            blurred = degraded_latent[is_blur]
+            gain = log_mse(blurred, target, 1e-10) - log_mse(expert.deblurred(blurred), target, 1e-10)
+            metrics |= {"p_blur_on_blur": float(p_blur[is_blur].mean()),
+                        "deblur_gain_db": float(gain) * 10 / math.log(10)}
+        if not is_blur.all():
+            metrics["p_blur_on_others"] = float(p_blur[~is_blur].mean())
+        gated = expert(degraded_latent, degraded_latent)  # the expert's latent where it believes blur, else the input's
+        return ValResult(metrics, [batch["degraded"], to_unit(self.model.vqvae.decode_latent(gated)), batch["clean"]])
+
+
 STAGE_CLASSES = {"tokenizer": TokenizerStage, "transformer": TransformerStage, "refiner": RefinerStage,
-                 "decoder": DecoderStage}
+                 "decoder": DecoderStage, "blur_expert": BlurExpertStage}
 
 
 def build_stage(config: TrainConfig, env: Dist) -> Stage:

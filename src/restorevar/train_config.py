@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import ConfigError, reject_unknown_keys
 
-STAGES = ("tokenizer", "transformer", "refiner", "decoder")
+STAGES = ("tokenizer", "transformer", "refiner", "decoder", "blur_expert")
 REFINER_LOSSES = ("l1", "log_mse")
 # degradations.DEGRADATIONS + EXTRA_KINDS, spelled out so that this module stays torch-free (a test keeps them equal)
 KINDS = ("haze", "rain", "snow", "low_light", "blur", "mixed", "none")
@@ -70,7 +70,8 @@ class TrainConfig:
     # refiner: 'l1' (the paper) or 'log_mse' (ours): the mean over images of log(MSE + 1e-3), about minus the
     # mean latent PSNR, so an image that needs little change (blur) weighs as much as one that needs much (low light)
     refiner_loss: str = "l1"
-    log_mse_floor: float = 1e-3  # refiner_loss log_mse: latent errors far below it barely count (stages.log_mse)
+    # refiner (log_mse) and blur_expert stages: latent errors far below the floor barely count (stages.log_mse)
+    log_mse_floor: float = 1e-3
 
     def validate(self) -> TrainConfig:
         if self.stage not in STAGES:

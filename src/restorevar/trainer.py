@@ -1,4 +1,4 @@
-"""The training loop shared by the four stages (`stages.py`): devices, DDP, AMP, schedule, sampling, checkpoints.
+"""The training loop shared by the stages (`stages.py`): devices, DDP, AMP, schedule, sampling, checkpoints.
 
 Single process:   restorevar train refiner --transformer runs/transformer --data data/photos --out runs/refiner
 Multi-process:    torchrun --nproc_per_node=2 -m restorevar.train_cli refiner ...   (gloo on CPU, nccl on GPU)

@@ -1,0 +1,147 @@
+"""The blur expert: nearly a no-op until trained, a mixture of the refined and the deblurred latent weighted by
+the detector's P(blur), and the stage that trains it with the rest of the model frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from test_trainer import MICRO, micro_config, micro_folder, train_losses
+
+from restorevar.blur_expert import BLUR, BlurExpert
+from restorevar.config import ConfigError
+from restorevar.pipeline import RestoreVAR
+from restorevar.stages import build_stage
+from restorevar.trainer import Dist, run
+
+WITH_EXPERT = dataclasses.replace(MICRO, refiner=dataclasses.replace(MICRO.refiner, blur_expert_width=16,
+                                                                     blur_expert_blocks=1))
+
+
+def latents(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(3, 8, 6, 6, generator=g), torch.randn(3, 8, 6, 6, generator=g)
+
+
+def test_an_untrained_expert_nearly_keeps_the_refined_latent():
+    expert, (refined, degraded) = BlurExpert(8, 16, 1), latents()
+    assert torch.equal(expert.deblurred(degraded), degraded)  # the CNN starts as the identity
+    p = expert.p_blur(degraded)
+    assert p.max() < 0.05  # blur's bias starts at −4
+    torch.testing.assert_close(expert(refined, degraded), refined + p.view(-1, 1, 1, 1) * (degraded - refined))
+
+
+def test_the_output_follows_the_detector_image_by_image():
+    torch.manual_seed(0)
+    expert, (refined, degraded) = BlurExpert(8, 16, 1), latents()
+    torch.nn.init.normal_(expert.deblur[-1].weight, std=0.1)  # a CNN that changes its input
+    torch.nn.init.normal_(expert.detector_head.weight)
+    assert not torch.allclose(expert.deblurred(degraded), degraded)
+    with torch.no_grad():
+        expert.detector_head.bias[BLUR] = 60.0  # sure it is blur: the deblurred latent
+        torch.testing.assert_close(expert(refined, degraded), expert.deblurred(degraded))
+        expert.detector_head.bias[BLUR] = -60.0  # sure it is not: the refiner's
+        torch.testing.assert_close(expert(refined, degraded), refined)
+        expert.detector_head.bias.zero_()
+        p = expert.p_blur(degraded).view(-1, 1, 1, 1)
+        assert 0.01 < p.min() < p.max() < 0.99  # mixed, and not the same for every image
+        torch.testing.assert_close(expert(refined, degraded), (1 - p) * refined + p * expert.deblurred(degraded))
+        torch.testing.assert_close(expert(refined, degraded)[1:2], expert(refined[1:2], degraded[1:2]))
+
+
+def test_the_pipeline_decodes_the_deblurred_latent_where_the_expert_sees_blur():
+    torch.manual_seed(0)
+    model = RestoreVAR(WITH_EXPERT).eval()
+    expert = model.refiner.blur_expert
+    torch.nn.init.normal_(expert.deblur[-1].weight, std=0.1)
+    size = WITH_EXPERT.tokenizer.image_size
+    image = torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        expert.detector_head.bias[BLUR] = 60.0
+    result = model.restore_batch(image, return_intermediates=True)
+    torch.testing.assert_close(result.latent_BChw, expert.deblurred(result.degraded_latent_BChw))
+    with torch.no_grad():
+        expert.detector_head.bias[BLUR] = -60.0
+    refined = model.refiner.refine_latent(result.f_hat_BChw, model.transformer.generate(
+        model.vqvae.encode_continuous(image * 2 - 1).flatten(2).transpose(1, 2), model.vqvae.quantizer).hidden_BLC)
+    torch.testing.assert_close(model.restore_batch(image, return_intermediates=True).latent_BChw, refined)
+
+
+class BlurOrHaze(torch.utils.data.Dataset):
+    """8 random textures; even ones blurred (3×3 box, twice), odd ones hazy (lifted and flattened enough for the
+    micro encoder to see)."""
+
+    def __init__(self, n: int = 8, size: int = 32):
+        self.clean = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+        self.kinds = ["blur" if i % 2 == 0 else "haze" for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def degradation_labels(self) -> list[str]:
+        return self.kinds
+
+    def __getitem__(self, i: int) -> dict:
+        c = self.clean[i]
+        box = lambda x: F.avg_pool2d(F.pad(x[None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0]  # noqa: E731
+        d = box(box(c)) if self.kinds[i] == "blur" else c * 0.3 + 0.6
+        return {"degraded": d, "clean": c, "degradation": self.kinds[i], "name": f"img{i}"}
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory):
+    return micro_folder(tmp_path_factory.mktemp("start"))  # a finished model without an expert
+
+
+def test_stage_learns_to_detect_and_to_deblur_and_changes_nothing_else(start, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "expert"
+    run(micro_config(out, "blur_expert", start, steps=120, lr=1e-2, val_every=40, val_images=8,
+                     model=WITH_EXPERT.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    detect = [x["detect"] for x in lines if "detect" in x]
+    deblur = [x["deblur"] for x in lines if "deblur" in x]
+    assert len(train_losses(out)) == 120
+    assert sum(detect[-5:]) < 0.5 * sum(detect[:5]), detect
+    assert sum(deblur[-5:]) < sum(deblur[:5]) - 0.5, deblur  # log MSE: more than 0.5 nepers lower
+    val = [x for x in lines if "val_detect_accuracy" in x][-1]
+    assert val["val_detect_accuracy"] == val["val_blur_accuracy"] == 1.0 and val["val_deblur_gain_db"] > 1.0, val
+
+    model = RestoreVAR.from_pretrained(out)
+    assert model.config.refiner.blur_expert_width == 16  # the expert's size from `model:`, the rest from init
+    before, after = load_file(start / "refiner.safetensors"), load_file(out / "refiner.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the refiner itself is frozen
+    assert {k.split(".")[0] for k in set(after) - set(before)} == {"blur_expert"}
+    for name in ("tokenizer", "transformer"):
+        a, b = load_file(start / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_stage_needs_an_expert_size(start, tmp_path):
+    with pytest.raises(ConfigError, match="blur_expert_width > 0"):
+        build_stage(micro_config(tmp_path / "e", "blur_expert", start).validate(), Dist())
+    with pytest.raises(ConfigError, match="--decoder"):
+        build_stage(micro_config(tmp_path / "e", "blur_expert", None, model=WITH_EXPERT.to_dict()).validate(), Dist())
+
+
+def test_expert_width_must_suit_its_group_norm():
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        dataclasses.replace(MICRO.refiner, blur_expert_width=12).validate()
+
+
+def test_a_batch_without_blur_trains_the_detector_only(start, tmp_path):
+    config = micro_config(tmp_path / "e", "blur_expert", start, model=WITH_EXPERT.to_dict()).validate()
+    stage = build_stage(config, Dist())
+    data = BlurOrHaze()
+    hazy = {"degraded": torch.stack([data[i]["degraded"] for i in (1, 3)]),
+            "clean": torch.stack([data[i]["clean"] for i in (1, 3)]), "degradation": ["haze", "haze"]}
+    losses = stage.compute_loss(hazy, 0, stage.trainables())
+    assert losses["deblur"].item() == 0 and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert stage.forward_module.expert.detector_head.bias.grad is not None
+    with torch.no_grad():  # as the trainer validates
+        assert "deblur_gain_db" not in stage.validate(hazy).metrics

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from test_trainer import MICRO, micro_config, micro_folder, train_losses
+from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
 
 from restorevar.blur_expert import BLUR, BlurExpert
 from restorevar.config import ConfigError
@@ -71,19 +71,14 @@ def test_the_pipeline_decodes_the_deblurred_latent_where_the_expert_sees_blur():
     torch.testing.assert_close(model.restore_batch(image, return_intermediates=True).latent_BChw, refined)
 
 
-class BlurOrHaze(torch.utils.data.Dataset):
+class BlurOrHaze(Pairs):
     """8 random textures; even ones blurred (3×3 box, twice), odd ones hazy (lifted and flattened enough for the
     micro encoder to see)."""
 
     def __init__(self, n: int = 8, size: int = 32):
+        super().__init__(n, size)
         self.clean = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
         self.kinds = ["blur" if i % 2 == 0 else "haze" for i in range(n)]
-
-    def __len__(self) -> int:
-        return len(self.clean)
-
-    def degradation_labels(self) -> list[str]:
-        return self.kinds
 
     def __getitem__(self, i: int) -> dict:
         c = self.clean[i]

@@ -83,8 +83,9 @@ def build_model(config: TrainConfig) -> RestoreVAR:
     loaded = LOADED[config.stage]
     if config.init is None:
         if config.stage != "tokenizer":
-            flag = {"transformer": "--tokenizer", "refiner": "--transformer", "decoder": "--refiner",
-                    "blur_expert": "--decoder"}[config.stage]
+            from .train_cli import INPUT_FLAGS  # torch-free; the flag each stage's input folder comes with
+
+            flag = INPUT_FLAGS[config.stage][0]
             raise ConfigError(f"the {config.stage} stage needs the previous stage's output folder: {flag} DIR")
         if wanted is None:
             raise ConfigError("no architecture: pass --preset NAME, a `model:` section, or --init DIR")

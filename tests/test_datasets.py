@@ -19,7 +19,9 @@ from restorevar.datasets import (
     DatasetError, PairedFolder, PaperJSON, SyntheticPairs, class_balanced_weights, degradation_labels,
     indices_by_degradation, jitter_tone, open_dataset, open_layout,
 )
+from restorevar.config import ConfigError
 from restorevar.degradations import DEGRADATIONS
+from restorevar.train_config import TrainConfig
 
 CROP = 32
 
@@ -180,6 +182,18 @@ def test_tone_jitter_applies_to_the_clean_crop_before_degrading(photo_dir):
     assert 0.25 * len(half) < changed < 0.75 * len(half)
     with pytest.raises(DatasetError, match="tone_jitter"):
         SyntheticPairs(photo_dir, crop_size=CROP, tone_jitter=1.5)
+
+
+def test_tone_jitter_can_spare_kinds_whose_clean_tone_the_model_must_infer(photo_dir):
+    kinds = ("none", "haze", "low_light")
+    plain = SyntheticPairs(photo_dir, crop_size=CROP, kinds=kinds, draws_per_photo=2)
+    some = SyntheticPairs(photo_dir, crop_size=CROP, kinds=kinds, draws_per_photo=2, tone_jitter=1.0,
+                          tone_jitter_kinds=("none",))
+    for index in range(len(plain)):
+        item = some[index]
+        assert torch.equal(item["clean"], plain[index]["clean"]) == (item["degradation"] != "none"), item["name"]
+    with pytest.raises(ConfigError, match="tone_jitter_kinds"):
+        TrainConfig(stage="refiner", tone_jitter_kinds=["fog"]).validate()
 
 
 # ---- paired folders and the paper's JSON --------------------------------------------------------

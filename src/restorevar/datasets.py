@@ -73,12 +73,13 @@ class SyntheticPairs(Dataset):
     stream: separates datasets sharing a seed (`open_dataset` gives val photos their own stream).
     tone_jitter: share of items whose clean crop first gets a random tone (`jitter_tone`), so that bright,
         flat or tinted scenes are seen clean too, and not only as haze.
+    tone_jitter_kinds: the degradations whose items may be jittered (default: all).
     """
 
     def __init__(self, photo_dir, *, crop_size: int, kinds: tuple[str, ...] = DEGRADATIONS,
                  names: list[str] | None = None, seed: int = 0, draws_per_photo: int = 1000,
                  min_scale: float = 0.25, max_scale: float = 1.0, cache_long_side: int | None = None,
-                 stream: int = 0, tone_jitter: float = 0.0) -> None:
+                 stream: int = 0, tone_jitter: float = 0.0, tone_jitter_kinds: tuple[str, ...] | None = None) -> None:
         self.photo_dir = Path(photo_dir)
         if not self.photo_dir.is_dir():
             raise DatasetError(f"photo folder '{self.photo_dir}' does not exist; run 'restorevar data photos DIR'")
@@ -100,6 +101,7 @@ class SyntheticPairs(Dataset):
         self.crop_size, self.kinds, self.seed, self.stream = crop_size, tuple(kinds), seed, stream
         self.draws_per_photo, self.min_scale, self.max_scale = draws_per_photo, min_scale, max_scale
         self.tone_jitter = tone_jitter
+        self.tone_jitter_kinds = tuple(kinds if tone_jitter_kinds is None else tone_jitter_kinds)
         self.cache_long_side = cache_long_side or max(1024, 2 * crop_size)
         self._cache: dict[int, Image.Image] = {}
 
@@ -146,7 +148,7 @@ class SyntheticPairs(Dataset):
         number, kind = index % len(self.paths), self.degradation_of(index)
         rng = np.random.default_rng([self.seed, self.stream, index])
         clean_3SS = self._crop(self.photo(number), rng)
-        if self.tone_jitter and rng.random() < self.tone_jitter:
+        if self.tone_jitter and rng.random() < self.tone_jitter and kind in self.tone_jitter_kinds:
             clean_3SS = jitter_tone(clean_3SS, rng)
         degraded_3SS = degrade(clean_3SS, kind, rng)
         draw = index // (len(self.paths) * len(self.kinds))
@@ -224,7 +226,7 @@ def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
 
 def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int = 0,
                  draws_per_photo: int | None = None, kinds: tuple[str, ...] = DEGRADATIONS,
-                 tone_jitter: float = 0.0) -> Dataset:
+                 tone_jitter: float = 0.0, tone_jitter_kinds: tuple[str, ...] | None = None) -> Dataset:
     """A dataset from a spec, or a `ConcatDataset` from a list of specs.
 
     spec: a folder of clean photos -> `SyntheticPairs` (train/val photos from `split_photos` of
@@ -234,21 +236,23 @@ def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int
     seed stream; paired: centre crops). crop_size: S; None gives full images (paired data only).
     draws_per_photo: synthetic dataset length per photo and kind (default 1000 train, 4 val).
     kinds: the degradations synthesised on photo folders (paired data keeps its own).
-    tone_jitter: photo folders, train split: share of clean crops given a random tone (`jitter_tone`).
+    tone_jitter: photo folders, train split: share of clean crops given a random tone (`jitter_tone`);
+    tone_jitter_kinds: only items of these degradations (default: all).
     """
     if split not in ("train", "val"):
         raise DatasetError(f"unknown split {split!r}; use 'train' or 'val'")
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise DatasetError("empty list of dataset specs; give at least one folder or JSON file")
-        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds, tone_jitter)
+        jitter = (tone_jitter, tone_jitter_kinds)
+        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds, jitter)
                  for position, item in enumerate(spec)]
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds, tone_jitter)
+    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds, (tone_jitter, tone_jitter_kinds))
 
 
 def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | None, position: int,
-              kinds: tuple[str, ...], tone_jitter: float) -> Dataset:
+              kinds: tuple[str, ...], jitter: tuple[float, tuple[str, ...] | None]) -> Dataset:
     path = Path(spec)
     is_train = split == "train"
     if path.is_file() and path.suffix.lower() == ".json":
@@ -273,4 +277,5 @@ def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | N
         raise DatasetError(f"the {split} split of '{path}' is empty ({len(photos)} photos); add photos")
     return SyntheticPairs(path, crop_size=crop_size, kinds=kinds, names=names, seed=seed,
                           draws_per_photo=draws or (1000 if is_train else 4),
-                          stream=2 * position + (0 if is_train else 1), tone_jitter=tone_jitter if is_train else 0.0)
+                          stream=2 * position + (0 if is_train else 1), tone_jitter=jitter[0] if is_train else 0.0,
+                          tone_jitter_kinds=jitter[1])

@@ -46,6 +46,7 @@ class TrainConfig:
     crop_size: int | None = None  # default: the model's image size
     kinds: list[str] | None = None  # photo folders: the degradations to synthesise (default: all five)
     tone_jitter: float = 0.0  # photo folders: share of clean crops given a random tone (datasets.jitter_tone)
+    tone_jitter_kinds: list[str] | None = None  # only crops of these degradations are jittered (default: all)
     balance_degradations: bool = True  # inverse-frequency sampling over degradation labels, as the paper
     num_workers: int = 0
     log_every: int = 10
@@ -86,6 +87,8 @@ class TrainConfig:
             raise ConfigError(f"refiner_loss must be one of {', '.join(REFINER_LOSSES)}, got {self.refiner_loss!r}")
         if self.log_mse_floor <= 0:
             raise ConfigError(f"log_mse_floor must be > 0, got {self.log_mse_floor}")
+        if self.tone_jitter_kinds is not None and set(self.tone_jitter_kinds) - set(KINDS):
+            raise ConfigError(f"tone_jitter_kinds {self.tone_jitter_kinds} invalid; choose from {', '.join(KINDS)}")
         if not 0 <= self.tone_jitter <= 1:
             raise ConfigError(f"tone_jitter must be in [0, 1], got {self.tone_jitter}")
         if not 0 <= self.continuous_share <= 1:

@@ -2,14 +2,13 @@
 refiner's.
 
 The small refiner corrects tone (haze, low light, casts) but has not learned to deblur, and on pale blurred photos
-it applies a haze correction (docs/default-model.md, sessions 4–9). Two small convolutional nets fix that: a
-detector gives p = P(blur | x) from the degraded *pixels* x (a softmax over the five kinds and "none"; blur is the
-loss of fine detail, which the 16× latent hides: a detector on the latent was right on only ~2/3 of held-out
-crops), and a residual CNN deblurs the degraded latent d, d + cnn(d). The latent that is decoded is
-r + p·(d + cnn(d) − r), the expected latent under the detector's belief. Trained on their own by the
-`blur_expert` stage, after the other stages; the rest of the model is frozen.
+it applies a haze correction (docs/default-model.md, sessions 4–9). Two small convolutional nets on the degraded
+latent d fix that: a detector gives p = P(blur | d) (a softmax over the five kinds and "none"), and a residual
+CNN deblurs, d + cnn(d). The latent that is decoded is r + p·(d + cnn(d) − r), the expected latent under the
+detector's belief. Trained on their own by the `blur_expert` stage, after the other stages; the rest of the
+model is frozen.
 
-Shapes: B batch, C latent channels, h×w latent, H×W pixels, W the expert's width.
+Shapes: B batch, C latent channels, h×w latent, W the expert's width.
 """
 
 from __future__ import annotations
@@ -29,12 +28,11 @@ class BlurExpert(nn.Module):
     def __init__(self, latent_channels: int, width: int, blocks: int):
         super().__init__()
         C, W = latent_channels, width
-        # the detector: 4×4 pixel patches (fine detail is what blur removes), two stride-2 convolutions (16×,
-        # as the latent), then the mean and spread of each feature over the map
+        # the detector: two stride-2 convolutions, then the mean and spread of each feature over the map
         self.detector = nn.Sequential(
-            nn.Conv2d(3, W // 4, 4, stride=4), nn.SiLU(),
-            nn.Conv2d(W // 4, W // 2, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(W // 2, W, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(C, W, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
         )
         self.detector_head = nn.Linear(2 * W, len(DETECTED))
         with torch.no_grad():  # untrained, p(blur) ≈ 0.004: nearly a no-op; random weights, so that it learns
@@ -49,17 +47,17 @@ class BlurExpert(nn.Module):
         nn.init.zeros_(self.deblur[-1].weight)  # starts as the identity on d
         nn.init.zeros_(self.deblur[-1].bias)
 
-    def kind_logits(self, image_B3HW: torch.Tensor) -> torch.Tensor:
-        """(B, len(DETECTED)) logits of the degradation, from the degraded image in [-1, 1]."""
-        h_BWhw = self.detector(image_B3HW)
-        return self.detector_head(torch.cat([h_BWhw.mean((2, 3)), h_BWhw.std((2, 3), correction=0)], 1))
+    def kind_logits(self, degraded_BChw: torch.Tensor) -> torch.Tensor:
+        """(B, len(DETECTED)) logits of the degradation, from the degraded latent."""
+        h_BWhw = self.detector(degraded_BChw)
+        return self.detector_head(torch.cat([h_BWhw.mean((2, 3)), h_BWhw.std((2, 3))], 1))
 
-    def p_blur(self, image_B3HW: torch.Tensor) -> torch.Tensor:
-        return self.kind_logits(image_B3HW).softmax(1)[:, BLUR]
+    def p_blur(self, degraded_BChw: torch.Tensor) -> torch.Tensor:
+        return self.kind_logits(degraded_BChw).softmax(1)[:, BLUR]
 
     def deblurred(self, degraded_BChw: torch.Tensor) -> torch.Tensor:
         return degraded_BChw + self.deblur(degraded_BChw)
 
-    def forward(self, refined_BChw: torch.Tensor, degraded_BChw: torch.Tensor, image_B3HW: torch.Tensor) -> torch.Tensor:
-        p_blur = self.p_blur(image_B3HW).view(-1, 1, 1, 1)
+    def forward(self, refined_BChw: torch.Tensor, degraded_BChw: torch.Tensor) -> torch.Tensor:
+        p_blur = self.p_blur(degraded_BChw).view(-1, 1, 1, 1)
         return refined_BChw + p_blur * (self.deblurred(degraded_BChw) - refined_BChw)

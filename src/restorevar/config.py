@@ -117,8 +117,8 @@ class RefinerConfig:
     # ours, False in the paper: add back the part of the input the tokenizer cannot represent,
     # x − D(E(x)), so the output is not capped at the tokenizer's reconstruction (~30 dB for `small`)
     add_input_detail: bool = False
-    # ours, 0 in the paper: > 0 adds a blur detector (on the degraded pixels) and a deblurring CNN (on the
-    # degraded latent) of this width, trained by the `blur_expert` stage (blur_expert.py)
+    # ours, 0 in the paper: > 0 adds a blur detector and a deblurring CNN of this width on the degraded latent,
+    # trained by the `blur_expert` stage (blur_expert.py)
     blur_expert_width: int = 0
     blur_expert_blocks: int = 4
 

@@ -72,7 +72,7 @@ class RestoreVAR(nn.Module):
             latent = self.refiner.refine_latent(generation.f_hat_BChw, generation.hidden_BLC,
                                                 degraded if refiner.refine_degraded else None)
             if self.refiner.blur_expert is not None:  # ours: where the input looks blurred, a deblurring CNN's latent
-                latent = self.refiner.blur_expert(latent, degraded, image)
+                latent = self.refiner.blur_expert(latent, degraded)
 
             # 4. the fine-tuned decoder maps it back to pixels
             decoded = self.vqvae.decode_latent(latent)

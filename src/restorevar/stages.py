@@ -486,13 +486,13 @@ class BlurExpertForward(nn.Module):
         super().__init__()
         self.expert = expert
 
-    def forward(self, image_B3HW: torch.Tensor, blurred_BChw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.expert.kind_logits(image_B3HW), self.expert.deblurred(blurred_BChw)
+    def forward(self, detect_BChw: torch.Tensor, deblur_BChw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.expert.kind_logits(detect_BChw), self.expert.deblurred(deblur_BChw)
 
 
-class SamplePool:
-    """Fresh samples replace the oldest; training draws from all of them, so each crop (costly to synthesise and to
-    encode, ~50× a step of the expert's small nets) is used many times. Not checkpointed: a resumed run refills it."""
+class LatentPool:
+    """Fresh latents replace the oldest; training draws from all of them. Encoding a crop costs ~50× a step of
+    the expert's small nets, so each encoded crop is used many times. Not checkpointed: a resumed run refills it."""
 
     def __init__(self, capacity: int):
         self.capacity, self.size, self.next = capacity, 0, 0
@@ -513,11 +513,11 @@ class SamplePool:
 
 
 class BlurExpertStage(Stage):
-    """Ours. All else frozen. The detector learns the degradation from the degraded pixels (CE over DETECTED, all
-    crops); the deblurring CNN learns the clean latent of blurred crops (log MSE). Both draw from pools that each
-    step's batch refreshes: degraded crops as 8-bit images (as photos arrive), and encoded (blurred, clean) pairs."""
+    """Ours. All else frozen. The detector learns the degradation of the degraded latent (CE over DETECTED, all
+    crops); the deblurring CNN learns the clean latent of blurred crops (log MSE). Both draw from pools of
+    encoded crops that each step's batch refreshes."""
 
-    POOL, BLUR_POOL = 2048, 512  # labelled 8-bit crops for the detector (1.6 GB at 512²); latent pairs for the CNN
+    POOL, BLUR_POOL = 2048, 512  # latents (labelled) for the detector; (blurred, clean) latent pairs for the CNN
     DETECT_BATCH, DEBLUR_BATCH = 64, 16
 
     def __init__(self, config, env, model):
@@ -525,57 +525,52 @@ class BlurExpertStage(Stage):
         if model.refiner.blur_expert is None:
             raise ConfigError("this model has no blur expert (refiner.blur_expert_width = 0); pass --preset small")
         self.forward_module = BlurExpertForward(model.refiner.blur_expert).requires_grad_(True)
-        self.pool, self.blur_pool = SamplePool(self.POOL), SamplePool(self.BLUR_POOL)
+        self.pool, self.blur_pool = LatentPool(self.POOL), LatentPool(self.BLUR_POOL)
 
     def trainables(self):
         return {"blur_expert": self.forward_module}
 
-    @staticmethod
-    def labels(batch, device) -> torch.Tensor:
-        """Each crop's index in DETECTED, −1 if the detector does not learn its kind."""
-        return torch.tensor([DETECTED.index(k) if k in DETECTED else -1 for k in batch["degradation"]], device=device)
-
     @torch.no_grad()
-    def blur_pair(self, degraded: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def latents(self, batch):
+        """The degraded latent of every crop, its label (index in DETECTED, −1 if not detected), whether it is
+        blurred, and the clean latent of the blurred ones."""
+        degraded, clean = self.images(batch)
         vqvae = self.model.vqvae
-        return vqvae.encode_latent(degraded), vqvae.encode_latent(clean)
+        kinds = batch["degradation"]
+        labels = torch.tensor([DETECTED.index(k) if k in DETECTED else -1 for k in kinds], device=degraded.device)
+        is_blur = labels == BLUR
+        target = vqvae.encode_latent(clean[is_blur]) if is_blur.any() else None  # the encoder takes no empty batch
+        return vqvae.quant_conv(vqvae.encode_continuous(degraded)), labels, is_blur, target
 
     def compute_loss(self, batch, step, wrapped):
-        degraded, clean = self.images(batch)
-        labels = self.labels(batch, degraded.device)
-        self.pool.add(((degraded + 1) * 127.5).round().to(torch.uint8), labels)
-        is_blur = labels == BLUR
-        if is_blur.any():  # only blurred crops are encoded: the encoder is most of a step's work
-            self.blur_pool.add(*self.blur_pair(degraded[is_blur], clean[is_blur]))
-        pixels, detect_labels = self.pool.sample(self.DETECT_BATCH)
-        if self.blur_pool.size:
-            blurred, target = self.blur_pool.sample(self.DEBLUR_BATCH)
-        else:  # before the first blurred crop the CNN still runs (DDP wants every parameter used), at zero weight
-            blurred, target = self.blur_pair(degraded[:1], clean[:1])[0], None
-        logits, deblurred = wrapped["blur_expert"](pixels.float() / 127.5 - 1, blurred)
+        degraded_latent, labels, is_blur, target = self.latents(batch)
+        self.pool.add(degraded_latent, labels)
+        if target is not None:
+            self.blur_pool.add(degraded_latent[is_blur], target)
+        detect_in, detect_labels = self.pool.sample(self.DETECT_BATCH)
+        blurred, clean = self.blur_pool.sample(self.DEBLUR_BATCH) if self.blur_pool.size else (degraded_latent, None)
+        logits, deblurred = wrapped["blur_expert"](detect_in, blurred)
         losses = {"detect": F.cross_entropy(logits, detect_labels, ignore_index=-1, label_smoothing=0.05)}
+        # before the first blurred crop the CNN still runs (DDP wants every parameter used), at zero weight
         floor = self.config.log_mse_floor
-        losses["deblur"] = 0 * deblurred.sum() if target is None else log_mse(deblurred, target, floor)
+        losses["deblur"] = 0 * deblurred.sum() if clean is None else log_mse(deblurred, clean, floor)
         return {"loss": losses["detect"] + losses["deblur"], **losses}
 
     def validate(self, batch):
         expert = self.model.refiner.blur_expert
-        degraded, clean = self.images(batch)
-        labels = self.labels(batch, degraded.device)
-        is_blur = labels == BLUR
-        logits = expert.kind_logits(degraded)
+        degraded_latent, labels, is_blur, target = self.latents(batch)
+        logits = expert.kind_logits(degraded_latent)
         p_blur = logits.softmax(1)[:, BLUR]
         metrics = {"detect_accuracy": float((logits.argmax(1) == labels).float().mean()),
                    "blur_accuracy": float(((p_blur > 0.5) == is_blur).float().mean())}
         if is_blur.any():  # latent PSNR gain of the deblurred over the degraded latent, blurred crops only
-            blurred, target = self.blur_pair(degraded[is_blur], clean[is_blur])
+            blurred = degraded_latent[is_blur]
             gain = log_mse(blurred, target, 1e-10) - log_mse(expert.deblurred(blurred), target, 1e-10)
             metrics |= {"p_blur_on_blur": float(p_blur[is_blur].mean()),
                         "deblur_gain_db": float(gain) * 10 / math.log(10)}
         if not is_blur.all():
             metrics["p_blur_on_others"] = float(p_blur[~is_blur].mean())
-        degraded_latent = self.model.vqvae.encode_latent(degraded)
-        gated = expert(degraded_latent, degraded_latent, degraded)  # the expert's latent where it sees blur, else d
+        gated = expert(degraded_latent, degraded_latent)  # the expert's latent where it believes blur, else the input's
         return ValResult(metrics, [batch["degraded"], to_unit(self.model.vqvae.decode_latent(gated)), batch["clean"]])
 
 

@@ -1,7 +1,7 @@
 # Two commands for a fresh clone:
 #   make demo   set up .venv and restore the bundled example photos into outputs/
 #   make test   set up .venv and run the test suite (what CI runs)
-# And the CPU training recipe for the default model (~55 min on 2 cores; safe to interrupt and rerun),
+# And the CPU training recipe for the default model (~70 min on 2 cores; safe to interrupt and rerun),
 # which writes $(RUN)/small; it becomes the default once copied to src/restorevar/weights/small:
 #   make train-default
 # On a CUDA machine, the larger recipe of docs/default-model.md (sessions 5–6; its refiner tune runs on
@@ -37,13 +37,13 @@ demo: install
 		$(VENV)/bin/restorevar restore examples/*.jpg -o outputs/ --compare --overwrite --model outputs/smoke-model; \
 	fi
 
-# The default model's recipe: five stages on the photo set, each resumed from its last checkpoint. The blur
+# The default model's recipe: the stages on the photo set, each resumed from its last checkpoint. The blur
 # expert's stage is CPU-sized in both recipes, so both use configs/default/blur_expert.yaml.
 PHOTOS ?= data/photos
 RUN ?= runs/default
 RV := $(VENV)/bin/restorevar
 CONFIGS ?= configs/default
-# Optional refiner tunes (configs/gpu): refiner_tune*.yaml in name order, each starting from the one before.
+# Refiner tunes: refiner_tune*.yaml in name order, each starting from the one before.
 TUNES = $(sort $(wildcard $(CONFIGS)/refiner_tune*.yaml))
 STAGE = $(RV) train $(1) --config $(CONFIGS)/$(1).yaml --data $(PHOTOS) --out $(RUN)/$(1) --resume
 train-default: install

@@ -21,6 +21,7 @@ import itertools
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ class SyntheticPairs(Dataset):
     def __init__(self, photo_dir, *, crop_size: int, kinds: tuple[str, ...] = DEGRADATIONS,
                  names: list[str] | None = None, seed: int = 0, draws_per_photo: int = 1000,
                  min_scale: float = 0.25, max_scale: float = 1.0, cache_long_side: int | None = None,
-                 stream: int = 0, tone_jitter: float = 0.0, tone_jitter_kinds: tuple[str, ...] | None = None) -> None:
+                 stream: int = 0, tone_jitter: float = 0.0, tone_jitter_kinds: Sequence[str] | None = None) -> None:
         self.photo_dir = Path(photo_dir)
         if not self.photo_dir.is_dir():
             raise DatasetError(f"photo folder '{self.photo_dir}' does not exist; run 'restorevar data photos DIR'")
@@ -226,7 +227,7 @@ def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
 
 def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int = 0,
                  draws_per_photo: int | None = None, kinds: tuple[str, ...] = DEGRADATIONS,
-                 tone_jitter: float = 0.0, tone_jitter_kinds: tuple[str, ...] | None = None) -> Dataset:
+                 tone_jitter: float = 0.0, tone_jitter_kinds: Sequence[str] | None = None) -> Dataset:
     """A dataset from a spec, or a `ConcatDataset` from a list of specs.
 
     spec: a folder of clean photos -> `SyntheticPairs` (train/val photos from `split_photos` of
@@ -244,15 +245,15 @@ def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise DatasetError("empty list of dataset specs; give at least one folder or JSON file")
-        jitter = (tone_jitter, tone_jitter_kinds)
-        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds, jitter)
+        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds, tone_jitter,
+                           tone_jitter_kinds)
                  for position, item in enumerate(spec)]
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds, (tone_jitter, tone_jitter_kinds))
+    return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds, tone_jitter, tone_jitter_kinds)
 
 
 def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | None, position: int,
-              kinds: tuple[str, ...], jitter: tuple[float, tuple[str, ...] | None]) -> Dataset:
+              kinds: tuple[str, ...], tone_jitter: float, tone_jitter_kinds: Sequence[str] | None) -> Dataset:
     path = Path(spec)
     is_train = split == "train"
     if path.is_file() and path.suffix.lower() == ".json":
@@ -277,5 +278,5 @@ def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | N
         raise DatasetError(f"the {split} split of '{path}' is empty ({len(photos)} photos); add photos")
     return SyntheticPairs(path, crop_size=crop_size, kinds=kinds, names=names, seed=seed,
                           draws_per_photo=draws or (1000 if is_train else 4),
-                          stream=2 * position + (0 if is_train else 1), tone_jitter=jitter[0] if is_train else 0.0,
-                          tone_jitter_kinds=jitter[1])
+                          stream=2 * position + (0 if is_train else 1), tone_jitter=tone_jitter if is_train else 0.0,
+                          tone_jitter_kinds=tone_jitter_kinds)

@@ -222,8 +222,7 @@ def run(config: TrainConfig, *, dataset=None, val_dataset=None, stop_after: int 
 
         kinds = tuple(config.kinds or DEGRADATIONS)
         dataset = open_dataset(config.data, crop_size=stage.crop_size, split="train", seed=config.seed, kinds=kinds,
-                               tone_jitter=config.tone_jitter,
-                               tone_jitter_kinds=None if config.tone_jitter_kinds is None else tuple(config.tone_jitter_kinds))
+                               tone_jitter=config.tone_jitter, tone_jitter_kinds=config.tone_jitter_kinds)
         if val_dataset is None:
             val_dataset = open_dataset(config.val_data or config.data, crop_size=stage.crop_size, split="val",
                                        seed=config.seed, kinds=kinds)

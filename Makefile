@@ -1,7 +1,7 @@
 # Two commands for a fresh clone:
 #   make demo   set up .venv and restore the bundled example photos into outputs/
 #   make test   set up .venv and run the test suite (what CI runs)
-# And the CPU training recipe for the default model (~70 min on 2 cores; safe to interrupt and rerun),
+# And the CPU training recipe for the default model (~80 min on 2 cores; safe to interrupt and rerun),
 # which writes $(RUN)/small; it becomes the default once copied to src/restorevar/weights/small:
 #   make train-default
 # On a CUDA machine, the larger recipe of docs/default-model.md (sessions 5–6; its refiner tune runs on
@@ -38,7 +38,7 @@ demo: install
 	fi
 
 # The default model's recipe: the stages on the photo set, each resumed from its last checkpoint. The blur
-# expert's stage is CPU-sized in both recipes, so both use configs/default/blur_expert.yaml.
+# expert's and the mixer's stages are CPU-sized in both recipes, so both use configs/default/ for them.
 PHOTOS ?= data/photos
 RUN ?= runs/default
 RV := $(VENV)/bin/restorevar
@@ -57,7 +57,9 @@ train-default: install
 	$(call STAGE,decoder) --refiner $(RUN)/$(basename $(notdir $(lastword refiner $(TUNES))))
 	$(RV) train blur_expert --config configs/default/blur_expert.yaml --data $(PHOTOS) --out $(RUN)/blur_expert \
 		--decoder $(RUN)/decoder --resume
-	$(PY) scripts/export_default.py $(RUN)/blur_expert $(RUN)/small $(PHOTOS)
+	$(RV) train mixer --config configs/default/mixer.yaml --data $(PHOTOS) --out $(RUN)/mixer \
+		--expert $(RUN)/blur_expert --resume
+	$(PY) scripts/export_default.py $(RUN)/mixer $(RUN)/small $(PHOTOS)
 
 # Held-out quality of that model (docs/default-model.md): PSNR/SSIM/NIQE vs input and classical baselines.
 heldout: install

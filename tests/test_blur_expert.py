@@ -1,5 +1,6 @@
 """The blur expert: nearly a no-op until trained, a mixture of the refined and the deblurred latent weighted by
-the detector's P(blur), and the stage that trains it with the rest of the model frozen."""
+the detector's P(blur), which the mixer corrects per position, and the stages that train them with the rest of the
+model frozen."""
 
 from __future__ import annotations
 
@@ -140,3 +141,76 @@ def test_a_batch_without_blur_trains_the_detector_only(start, tmp_path):
     assert stage.forward_module.expert.detector_head.bias.grad is not None
     with torch.no_grad():  # as the trainer validates
         assert "deblur_gain_db" not in stage.validate(hazy).metrics
+
+
+# ------------------------------------------------------------------------------------------------ the mixer
+
+WITH_MIXER = dataclasses.replace(WITH_EXPERT, refiner=dataclasses.replace(WITH_EXPERT.refiner,
+                                                                          blur_expert_mixer_width=8))
+
+
+def test_an_untrained_mixer_keeps_the_detectors_rule():
+    torch.manual_seed(0)
+    plain, mixed = BlurExpert(8, 16, 1), BlurExpert(8, 16, 1, mixer_width=8)
+    torch.nn.init.normal_(plain.deblur[-1].weight, std=0.1)
+    torch.nn.init.normal_(plain.detector_head.weight)
+    mixed.load_state_dict(plain.state_dict(), strict=False)
+    refined, degraded = latents()
+    torch.testing.assert_close(mixed(refined, degraded), plain(refined, degraded))
+
+
+def test_the_mixer_moves_the_weights_of_the_refined_and_the_deblurred_latent():
+    torch.manual_seed(0)
+    expert, (refined, degraded) = BlurExpert(8, 16, 1, mixer_width=8), latents()
+    torch.nn.init.normal_(expert.deblur[-1].weight, std=0.1)
+    deblurred, p = expert.deblurred(degraded), expert.p_blur(degraded).view(-1, 1, 1, 1)
+    with torch.no_grad():
+        expert.mixer.global_net[-1].bias.copy_(torch.tensor([-0.5, 0.25]))  # Δa, Δb everywhere
+        expected = degraded + (0.5 - p) * (refined - degraded) + (p + 0.25) * (deblurred - degraded)
+        torch.testing.assert_close(expert(refined, degraded), expected)
+        torch.nn.init.normal_(expert.mixer.local_net[-1].weight, std=0.1)  # and a part that differs by position
+        delta = expert.mixer(torch.cat([degraded, refined - degraded, deblurred - degraded], 1),
+                             expert.kind_logits(degraded).softmax(1))
+    assert delta.shape == (3, 2, 6, 6) and delta[:, :, 0, 0].sub(delta[:, :, 3, 3]).abs().min() > 0
+
+
+def test_a_mixer_needs_an_expert():
+    with pytest.raises(ConfigError, match="needs a blur expert"):
+        dataclasses.replace(MICRO.refiner, blur_expert_mixer_width=8).validate()
+
+
+@pytest.fixture(scope="module")
+def start_with_expert(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("expert")
+    RestoreVAR(WITH_EXPERT).save_pretrained(path)  # random micro weights stand in for the blur_expert stage's
+    return path
+
+
+def test_mixer_stage_learns_to_distrust_a_bad_refiner_and_changes_nothing_else(start_with_expert, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "mixer"
+    run(micro_config(out, "mixer", start_with_expert, steps=60, lr=1e-2, val_every=30, val_images=8,
+                     model=WITH_MIXER.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
+    losses = train_losses(out)
+    assert len(losses) == 60 and sum(losses[-5:]) < sum(losses[:5]) - 5 * 0.5, losses  # > 0.5 nepers lower
+    val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "val_gain_db" in x][-1]
+    # a random refiner's latent is far from the clean one; the mixer learns to fall back on the degraded latent
+    assert val["val_gain_db"] > val["val_gain_db_detector_rule"] + 3, val
+
+    model = RestoreVAR.from_pretrained(out)
+    assert model.config.refiner.blur_expert_mixer_width == 8
+    before, after = load_file(start_with_expert / "refiner.safetensors"), load_file(out / "refiner.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the refiner and the expert are frozen
+    assert {k for k in after if k not in before} == {k for k in after if k.startswith("blur_expert.mixer.")} != set()
+    for name in ("tokenizer", "transformer"):
+        a, b = load_file(start_with_expert / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_mixer_stage_needs_a_trained_expert_and_a_mixer_size(start, start_with_expert, tmp_path):
+    with pytest.raises(ConfigError, match="trained blur expert"):
+        build_stage(micro_config(tmp_path / "m", "mixer", start, model=WITH_MIXER.to_dict()).validate(), Dist())
+    with pytest.raises(ConfigError, match="blur_expert_mixer_width > 0"):
+        build_stage(micro_config(tmp_path / "m", "mixer", start_with_expert, model=WITH_EXPERT.to_dict()).validate(),
+                    Dist())

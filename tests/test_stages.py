@@ -12,6 +12,7 @@ from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
 from restorevar.config import ConfigError
 from restorevar.pipeline import RestoreVAR
 from restorevar.stages import build_stage
+from restorevar.train_config import TrainConfig
 from restorevar.trainer import Dist, run, weight_decay_groups
 
 FAST = dict(gan_weight=0.0, perceptual_weight=0.0, ssim_weight=0.0)  # the GAN path has its own test
@@ -173,6 +174,18 @@ def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_er
     # the floor: a perfect image is finite, and errors far below the floor barely count
     assert torch.isfinite(log_mse(target, target))
     assert log_mse(small * 1e-3, target) - log_mse(target, target) < 1e-3
+    # weights: a weighted mean over images; equal weights are the plain mean
+    per_image = [log_mse(small[b : b + 1], target[:1], floor=0) for b in range(2)]
+    torch.testing.assert_close(log_mse(small, target, 0, torch.tensor([3.0, 1.0])),
+                               (3 * per_image[0] + per_image[1]) / 4)
+    torch.testing.assert_close(log_mse(small, target, 0, torch.tensor([2.0, 2.0])), log_mse(small, target, floor=0))
+
+
+def test_kind_loss_weights_name_known_kinds_and_positive_weights():
+    assert TrainConfig(stage="mixer", kind_loss_weights={"blur": 2.0}).validate().kind_loss_weights == {"blur": 2.0}
+    for bad in ({"fog": 2.0}, {"blur": 0.0}):
+        with pytest.raises(ConfigError, match="kind_loss_weights"):
+            TrainConfig(stage="mixer", kind_loss_weights=bad).validate()
 
 
 def test_refiner_loss_must_be_known(tmp_path):

@@ -121,6 +121,9 @@ class RefinerConfig:
     # trained by the `blur_expert` stage (blur_expert.py)
     blur_expert_width: int = 0
     blur_expert_blocks: int = 4
+    # ours: > 0 adds the expert's mixer of this width, which weighs the refined, degraded and deblurred latents
+    # per position; trained by the `mixer` stage (blur_expert.py)
+    blur_expert_mixer_width: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -132,6 +135,9 @@ class RefinerConfig:
         if self.blur_expert_width < 0 or self.blur_expert_width % 8 or self.blur_expert_blocks < 0:
             raise ConfigError(f"blur_expert_width must be 0 (none) or a multiple of 8, and blur_expert_blocks ≥ 0; "
                               f"got {self.blur_expert_width} and {self.blur_expert_blocks}")
+        if self.blur_expert_mixer_width < 0 or (self.blur_expert_mixer_width and not self.blur_expert_width):
+            raise ConfigError(f"blur_expert_mixer_width must be ≥ 0 and needs a blur expert (blur_expert_width > 0); "
+                              f"got {self.blur_expert_mixer_width} with blur_expert_width {self.blur_expert_width}")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ _PRESETS: dict[str, RestoreVARConfig] = {
     # one pass, stride 16 and the paper's 10 scales, but a space-to-depth tokenizer (16×16 patches folded
     # into channels, every conv on the 32×32 latent grid) with a linear path started at PCA, and a refiner
     # that also reads the degraded latent; the input's detail that the tokenizer cannot hold is added back, and a
-    # blur expert takes over where the input looks blurred.
+    # blur expert takes over where the input looks blurred, weighed against the refiner by a learned mixer.
     "small": RestoreVARConfig(
         tokenizer=TokenizerConfig(
             vocab_size=1024, base_channels=128, channel_mult=(1,), num_res_blocks=1, norm_groups=8, patch_size=16,
@@ -26,7 +26,7 @@ _PRESETS: dict[str, RestoreVARConfig] = {
         ),
         transformer=TransformerConfig(depth=3, width=128, num_heads=2, num_classes=0, drop_path_rate=0.0),
         refiner=RefinerConfig(depth=2, width=128, num_heads=2, mlp_dim=256, refine_degraded=True,
-                              add_input_detail=True, blur_expert_width=64),
+                              add_input_detail=True, blur_expert_width=64, blur_expert_mixer_width=32),
     ),
     # The golden test models: 128² images, 8×8 latent, 6 scales.
     "tiny": RestoreVARConfig(

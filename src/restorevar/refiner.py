@@ -102,7 +102,8 @@ class LatentRefiner(nn.Module):
         self.proj_out = nn.Linear(D, Cv, bias=False)
         if config.refine_degraded:  # start as the identity on the degraded latent, not as noise added to it
             nn.init.zeros_(self.proj_out.weight)
-        self.blur_expert = (BlurExpert(Cv, config.blur_expert_width, config.blur_expert_blocks)
+        self.blur_expert = (BlurExpert(Cv, config.blur_expert_width, config.blur_expert_blocks,
+                                       config.blur_expert_mixer_width)
                             if config.blur_expert_width else None)
 
     def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor,

@@ -1,4 +1,4 @@
-"""The five training stages: what trains, what is frozen, and the loss (spec §1.6, §4.2, §4.3).
+"""The six training stages: what trains, what is frozen, and the loss (spec §1.6, §4.2, §4.3).
 
   0. tokenizer    trains the whole VQVAE (+ PatchGAN): L1 + perceptual + VQ (+ GAN after `gan_start`);
                   dead codes are re-initialised from encoder outputs every `dead_code_every` steps.
@@ -19,6 +19,9 @@
   4. blur_expert  (ours) all of the model frozen; the refiner's blur expert (blur_expert.py) learns a
                   degradation detector (CE over every kind) and a deblurring CNN (log MSE to the clean latent,
                   blurred crops only), both on the degraded latent, from pools of encoded crops.
+  5. mixer        (ours) all of the model frozen; the blur expert's mixer learns per-position weights of the
+                  refined, degraded and deblurred latents (log MSE of the mix to the clean latent), from a
+                  pool of the finished pipeline's latents.
 
 Each stage's output folder is a RestoreVAR model folder; components a stage does not train are copied
 from its input folder (`init`). Images enter as [0, 1] and are mapped to [-1, 1] here.
@@ -57,7 +60,9 @@ LOSS_DEFAULTS = {
     "decoder": dict(l1_weight=1.0, ssim_weight=0.5, perceptual_weight=0.1, gan_weight=0.05, gan_start=0.25),
 }
 LOADED = {"tokenizer": ("vqvae",), "transformer": ("vqvae",), "refiner": ("vqvae", "transformer"),
-          "decoder": ("vqvae", "transformer", "refiner"), "blur_expert": ("vqvae", "transformer", "refiner")}
+          "decoder": ("vqvae", "transformer", "refiner"), "blur_expert": ("vqvae", "transformer", "refiner"),
+          "mixer": ("vqvae", "transformer", "refiner")}
+NEW_PARTS = {"blur_expert": "blur_expert.", "mixer": "blur_expert.mixer."}  # refiner keys a stage may add
 PCA_IMAGES = 64  # 64 crops of 256² give 16k patches of 16×16: plenty for a 768-dim covariance
 BASE_LR_AT_48 = 1e-4  # the paper's peak lr at global batch 48, scaled linearly
 
@@ -91,8 +96,8 @@ def build_model(config: TrainConfig) -> RestoreVAR:
             raise ConfigError("no architecture: pass --preset NAME, a `model:` section, or --init DIR")
         return RestoreVAR(wanted)
     base = RestoreVARConfig.load(Path(config.init) / checkpoint.CONFIG_FILE)
-    if config.stage == "blur_expert":  # everything from `init`, but the expert's size from the preset
-        final = base if wanted is None else with_blur_expert(base, wanted.refiner)
+    if config.stage in NEW_PARTS:  # everything from `init`, but the new part's size from the preset
+        final = base if wanted is None else with_blur_expert(base, wanted.refiner, config.stage == "mixer")
     else:
         final = base if wanted is None else replace(
             wanted,
@@ -101,8 +106,9 @@ def build_model(config: TrainConfig) -> RestoreVAR:
     for name, file in checkpoint.COMPONENT_FILES.items():
         module = getattr(model, name)
         state = {k: v.float() for k, v in checkpoint.read_safetensors(Path(config.init) / file).items()}
-        if name == "refiner" and config.stage == "blur_expert" and not any(k.startswith("blur_expert.") for k in state):
-            state |= {k: v for k, v in module.state_dict().items() if k.startswith("blur_expert.")}  # a new expert
+        new = NEW_PARTS.get(config.stage)
+        if name == "refiner" and new and not any(k.startswith(new) for k in state):  # a new expert or mixer
+            state |= {k: v for k, v in module.state_dict().items() if k.startswith(new)}
         fits = all(k in state and state[k].shape == v.shape for k, v in module.state_dict().items())
         if name in loaded or fits:  # components this stage does not train: copied when they fit
             checkpoint.load_strict(module, state, Path(config.init) / file)
@@ -111,7 +117,13 @@ def build_model(config: TrainConfig) -> RestoreVAR:
     return model
 
 
-def with_blur_expert(base: RestoreVARConfig, wanted: RefinerConfig) -> RestoreVARConfig:
+def with_blur_expert(base: RestoreVARConfig, wanted: RefinerConfig, mixer: bool = False) -> RestoreVARConfig:
+    """`base` with the blur expert's size from `wanted`, or (mixer=True) its expert as is plus wanted's mixer."""
+    if mixer:
+        if not (base.refiner.blur_expert_width and wanted.blur_expert_mixer_width):
+            raise ConfigError("the mixer stage needs a model with a trained blur expert (the blur_expert stage's "
+                              "output) and a preset or `model:` with blur_expert_mixer_width > 0 (e.g. --preset small)")
+        return replace(base, refiner=replace(base.refiner, blur_expert_mixer_width=wanted.blur_expert_mixer_width))
     if not wanted.blur_expert_width:
         raise ConfigError("the blur_expert stage needs a preset or `model:` whose refiner has blur_expert_width > 0 "
                           "(e.g. --preset small)")
@@ -375,10 +387,13 @@ class TransformerStage(Stage):
 LOG_MSE_FLOOR = 1e-3
 
 
-def log_mse(input_BX: torch.Tensor, target_BX: torch.Tensor, floor: float = LOG_MSE_FLOOR) -> torch.Tensor:
-    """Mean over images of log(MSE + floor): minus the mean PSNR (in nepers), so each image counts by its
-    relative error. The floor keeps a clean → clean pair, whose error starts at zero, from outweighing the rest."""
-    return ((input_BX.float() - target_BX.float()).square().flatten(1).mean(1) + floor).log().mean()
+def log_mse(input_BX: torch.Tensor, target_BX: torch.Tensor, floor: float = LOG_MSE_FLOOR,
+            weights_B: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over images (or weighted mean) of log(MSE + floor): minus the mean PSNR (in nepers), so each image
+    counts by its relative error. The floor keeps a clean → clean pair, whose error starts at zero, from
+    outweighing the rest."""
+    per_image = ((input_BX.float() - target_BX.float()).square().flatten(1).mean(1) + floor).log()
+    return per_image.mean() if weights_B is None else (weights_B * per_image).sum() / weights_B.sum()
 
 
 class RefinerStage(Stage):
@@ -574,8 +589,80 @@ class BlurExpertStage(Stage):
         return ValResult(metrics, [batch["degraded"], to_unit(self.model.vqvae.decode_latent(gated)), batch["clean"]])
 
 
+# ------------------------------------------------------------------------------------------------ 5. mixer
+
+class MixerForward(nn.Module):
+    def __init__(self, expert: nn.Module):
+        super().__init__()
+        self.expert = expert
+
+    def forward(self, *latents: torch.Tensor) -> torch.Tensor:
+        return self.expert.mix(*latents)
+
+
+class MixerStage(Stage):
+    """Ours, last. All else frozen. The mixer learns from what the finished pipeline makes of fresh crops: each
+    step rolls out the transformer and refiner on its batch, adds their latents to a pool, and trains on a larger
+    draw from it (a rollout costs far more than a step of the mixer)."""
+
+    POOL, MIX_BATCH = 4096, 64
+    selection_metric = "log_mse"
+
+    def __init__(self, config, env, model):
+        super().__init__(config, env, model)
+        expert = model.refiner.blur_expert
+        if expert is None or expert.mixer is None:
+            raise ConfigError("this model has no mixer (refiner.blur_expert_mixer_width = 0); pass --preset small")
+        expert.mixer.requires_grad_(True)
+        self.forward_module = MixerForward(expert)  # only the mixer's parameters require grad
+        self.pool = LatentPool(self.POOL)
+
+    def trainables(self):
+        return {"mixer": self.forward_module}
+
+    @torch.no_grad()
+    def latents(self, batch):
+        """What the mixer reads (the refined, degraded and deblurred latents, the detector's belief), as the
+        pipeline computes it, and the clean latent."""
+        degraded, clean = self.images(batch)
+        vqvae = self.model.vqvae
+        cond_BChw = vqvae.encode_continuous(degraded)
+        gen = self.model.transformer.generate(cond_BChw.flatten(2).transpose(1, 2), vqvae.quantizer)
+        degraded_latent = vqvae.quant_conv(cond_BChw)
+        reads_degraded = self.model.config.refiner.refine_degraded
+        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC,
+                                                   degraded_latent if reads_degraded else None)
+        expert = self.model.refiner.blur_expert
+        kind_probs = expert.kind_logits(degraded_latent).softmax(1)
+        return refined, degraded_latent, expert.deblurred(degraded_latent), kind_probs, vqvae.encode_latent(clean)
+
+    def kind_weights(self, batch) -> torch.Tensor:
+        weights = self.config.kind_loss_weights or {}
+        return torch.tensor([weights.get(kind, 1.0) for kind in batch["degradation"]], device=self.env.device)
+
+    def compute_loss(self, batch, step, wrapped):
+        self.pool.add(*self.latents(batch), self.kind_weights(batch))
+        *inputs, clean, weights_B = self.pool.sample(self.MIX_BATCH)
+        return {"loss": log_mse(wrapped["mixer"](*inputs), clean, self.config.log_mse_floor, weights_B)}
+
+    def validate(self, batch):
+        refined, degraded_latent, deblurred, kind_probs, clean = self.latents(batch)
+        mixed = self.forward_module(refined, degraded_latent, deblurred, kind_probs)
+        rule = refined + kind_probs[:, BLUR].view(-1, 1, 1, 1) * (deblurred - refined)
+        mse = lambda latent: (latent - clean).square().flatten(1).mean(1)  # noqa: E731
+        degraded = mse(degraded_latent) > 0  # an undegraded crop's latent is the clean one: no gain to measure
+        gain = lambda latent: float(10 * torch.log10(mse(degraded_latent) / mse(latent))[degraded].mean())  # noqa: E731
+        metrics = {"log_mse": float(log_mse(mixed, clean, self.config.log_mse_floor, self.kind_weights(batch))),
+                   "gain_db": gain(mixed), "gain_db_detector_rule": gain(rule)}
+        is_blur = torch.tensor([k == "blur" for k in batch["degradation"]], device=clean.device)
+        if is_blur.any():
+            blur_mse = lambda latent: float(mse(latent)[is_blur].mean())  # noqa: E731
+            metrics["gain_db_blur"] = 10 * math.log10(blur_mse(degraded_latent) / blur_mse(mixed))
+        return ValResult(metrics, [batch["degraded"], to_unit(self.model.vqvae.decode_latent(mixed)), batch["clean"]])
+
+
 STAGE_CLASSES = {"tokenizer": TokenizerStage, "transformer": TransformerStage, "refiner": RefinerStage,
-                 "decoder": DecoderStage, "blur_expert": BlurExpertStage}
+                 "decoder": DecoderStage, "blur_expert": BlurExpertStage, "mixer": MixerStage}
 
 
 def build_stage(config: TrainConfig, env: Dist) -> Stage:

@@ -1,4 +1,4 @@
-"""`restorevar train STAGE`: registers the five stage commands; torch loads only when one runs.
+"""`restorevar train STAGE`: registers the six stage commands; torch loads only when one runs.
 
 A run's settings come from `--config FILE` (YAML or JSON, the fields of `trainer.TrainConfig`; unknown keys are
 errors), then the command-line flags, which win.
@@ -21,6 +21,7 @@ EXAMPLES = {
     "decoder": "example: restorevar train decoder --refiner runs/refiner --data data/photos --out runs/final",
     "blur_expert": "example: restorevar train blur_expert --decoder runs/final --preset small --data data/photos "
                    "--out runs/expert",
+    "mixer": "example: restorevar train mixer --expert runs/expert --preset small --data data/photos --out runs/mixer",
 }
 INPUT_FLAGS = {  # the previous stage's output folder, stored as TrainConfig.init
     "tokenizer": ("--init", "model folder to fine-tune (e.g. a converted vae_ch160v4096z32); default: from scratch"),
@@ -29,17 +30,19 @@ INPUT_FLAGS = {  # the previous stage's output folder, stored as TrainConfig.ini
     "decoder": ("--refiner", "output folder of `train refiner` (or of `train tokenizer` with "
                              "--latent-source noisy-clean)"),
     "blur_expert": ("--decoder", "output folder of `train decoder` (any complete model folder)"),
+    "mixer": ("--expert", "output folder of `train blur_expert`"),
 }
 
 
 def add_parser(subparsers) -> None:
-    train = subparsers.add_parser("train", help="train one of the five stages",
+    train = subparsers.add_parser("train", help="train one of the six stages",
                                   description="Train a RestoreVAR stage; see docs/training.md.",
                                   epilog=EXAMPLES["transformer"])
     stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
     helps = {"tokenizer": "stage 0: the multi-scale VQVAE", "transformer": "stage 1: next-scale transformer (CE)",
              "refiner": "stage 2: latent refiner (latent L1)", "decoder": "stage 3: decoder for continuous latents",
-             "blur_expert": "stage 4 (ours): blur detector + deblurring CNN on the degraded latent"}
+             "blur_expert": "stage 4 (ours): blur detector + deblurring CNN on the degraded latent",
+             "mixer": "stage 5 (ours): per-position weights of the refined, degraded and deblurred latents"}
     for stage, help_text in helps.items():
         p = stages.add_parser(stage, help=help_text, description=help_text, epilog=EXAMPLES[stage],
                               formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import ConfigError, reject_unknown_keys
 
-STAGES = ("tokenizer", "transformer", "refiner", "decoder", "blur_expert")
+STAGES = ("tokenizer", "transformer", "refiner", "decoder", "blur_expert", "mixer")
 REFINER_LOSSES = ("l1", "log_mse")
 # degradations.DEGRADATIONS + EXTRA_KINDS, spelled out so that this module stays torch-free (a test keeps them equal)
 KINDS = ("haze", "rain", "snow", "low_light", "blur", "mixed", "none")
@@ -73,6 +73,9 @@ class TrainConfig:
     refiner_loss: str = "l1"
     # refiner (log_mse) and blur_expert stages: latent errors far below the floor barely count (stages.log_mse)
     log_mse_floor: float = 1e-3
+    # mixer: weight of each degradation's crops in the loss (default 1), to trade a little mean gain for not
+    # hurting the kind with the least to gain (blur, see configs/default/mixer.yaml)
+    kind_loss_weights: dict[str, float] | None = None
 
     def validate(self) -> TrainConfig:
         if self.stage not in STAGES:
@@ -89,6 +92,9 @@ class TrainConfig:
             raise ConfigError(f"log_mse_floor must be > 0, got {self.log_mse_floor}")
         if self.tone_jitter_kinds is not None and set(self.tone_jitter_kinds) - set(KINDS):
             raise ConfigError(f"tone_jitter_kinds {self.tone_jitter_kinds} invalid; choose from {', '.join(KINDS)}")
+        weights = self.kind_loss_weights or {}
+        if set(weights) - set(KINDS) or any(not w > 0 for w in weights.values()):
+            raise ConfigError(f"kind_loss_weights {weights} invalid: kinds from {', '.join(KINDS)}, weights > 0")
         if not 0 <= self.tone_jitter <= 1:
             raise ConfigError(f"tone_jitter must be in [0, 1], got {self.tone_jitter}")
         if not 0 <= self.continuous_share <= 1:

@@ -14,7 +14,7 @@ _PRESETS: dict[str, RestoreVARConfig] = {
     "paper-256": RestoreVARConfig(
         tokenizer=TokenizerConfig(image_size=256, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)),
     ),
-    # CPU default's architecture (`make train-default`; not shipped yet, see docs/default-model.md): 512² in
+    # The bundled CPU default (`make train-default`; weights in weights/small, docs/default-model.md): 512² in
     # one pass, stride 16 and the paper's 10 scales, but a space-to-depth tokenizer (16×16 patches folded
     # into channels, every conv on the 32×32 latent grid) with a linear path started at PCA, and a refiner
     # that also reads the degraded latent; the input's detail that the tokenizer cannot hold is added back, and a

@@ -97,7 +97,8 @@ def build_model(config: TrainConfig) -> RestoreVAR:
         return RestoreVAR(wanted)
     base = RestoreVARConfig.load(Path(config.init) / checkpoint.CONFIG_FILE)
     if config.stage in NEW_PARTS:  # everything from `init`, but the new part's size from the preset
-        final = base if wanted is None else with_blur_expert(base, wanted.refiner, config.stage == "mixer")
+        add_part = with_mixer if config.stage == "mixer" else with_blur_expert
+        final = base if wanted is None else add_part(base, wanted.refiner)
     else:
         final = base if wanted is None else replace(
             wanted,
@@ -117,13 +118,16 @@ def build_model(config: TrainConfig) -> RestoreVAR:
     return model
 
 
-def with_blur_expert(base: RestoreVARConfig, wanted: RefinerConfig, mixer: bool = False) -> RestoreVARConfig:
-    """`base` with the blur expert's size from `wanted`, or (mixer=True) its expert as is plus wanted's mixer."""
-    if mixer:
-        if not (base.refiner.blur_expert_width and wanted.blur_expert_mixer_width):
-            raise ConfigError("the mixer stage needs a model with a trained blur expert (the blur_expert stage's "
-                              "output) and a preset or `model:` with blur_expert_mixer_width > 0 (e.g. --preset small)")
-        return replace(base, refiner=replace(base.refiner, blur_expert_mixer_width=wanted.blur_expert_mixer_width))
+def with_mixer(base: RestoreVARConfig, wanted: RefinerConfig) -> RestoreVARConfig:
+    """`base` (with its trained blur expert) plus the mixer's size from `wanted`."""
+    if not (base.refiner.blur_expert_width and wanted.blur_expert_mixer_width):
+        raise ConfigError("the mixer stage needs a model with a trained blur expert (the blur_expert stage's "
+                          "output) and a preset or `model:` with blur_expert_mixer_width > 0 (e.g. --preset small)")
+    return replace(base, refiner=replace(base.refiner, blur_expert_mixer_width=wanted.blur_expert_mixer_width))
+
+
+def with_blur_expert(base: RestoreVARConfig, wanted: RefinerConfig) -> RestoreVARConfig:
+    """`base` with the blur expert's size from `wanted`."""
     if not wanted.blur_expert_width:
         raise ConfigError("the blur_expert stage needs a preset or `model:` whose refiner has blur_expert_width > 0 "
                           "(e.g. --preset small)")
@@ -628,10 +632,8 @@ class MixerStage(Stage):
         vqvae = self.model.vqvae
         cond_BChw = vqvae.encode_continuous(degraded)
         gen = self.model.transformer.generate(cond_BChw.flatten(2).transpose(1, 2), vqvae.quantizer)
-        degraded_latent = vqvae.quant_conv(cond_BChw)
-        reads_degraded = self.model.config.refiner.refine_degraded
-        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC,
-                                                   degraded_latent if reads_degraded else None)
+        degraded_latent = vqvae.quant_conv(cond_BChw)  # the expert reads it even where the refiner does not
+        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC, degraded_latent)
         expert = self.model.refiner.blur_expert
         kind_probs = expert.kind_logits(degraded_latent).softmax(1)
         return refined, degraded_latent, expert.deblurred(degraded_latent), kind_probs, vqvae.encode_latent(clean)

@@ -27,7 +27,7 @@ test: install
 
 SMOKE := tests/fixtures/golden
 demo: install
-	@if $(PY) -c "from restorevar.presets import resolve_model; resolve_model(None)" 2>/dev/null; then \
+	@if $(PY) -c "from restorevar.models.registry import resolve_model; resolve_model(None)" 2>/dev/null; then \
 		$(VENV)/bin/restorevar restore examples/*.jpg -o outputs/ --compare --overwrite; \
 	else \
 		echo "*** SMOKE MODEL: no bundled default model yet, so the demo uses the paper code's tiny"; \

@@ -6,7 +6,7 @@
 Data: the val split of a photo folder (a fixed 10% of the photos that training never sees), with
 every degradation synthesised on seed 20261123, which training never uses (it uses seed 0); each
 photo gets ``--draws`` crops per degradation. Per crop: PSNR and SSIM (RGB in [0, 1], no border
-crop) of the degraded input, of the classical baseline for its kind (`restorevar.baselines`) and
+crop) of the degraded input, of the classical baseline for its kind (`restorevar.evaluation.baselines`) and
 of the model's output; NIQE of those three and of the clean crop. Ceilings on the clean crops: the
 tokenizer's discrete reconstruction (all scales' tokens), its continuous reconstruction, and the
 whole pipeline run on the clean crop.
@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from restorevar.baselines import BASELINES
-from restorevar.bench import machine_info
-from restorevar.checkpoint import atomic_write
-from restorevar.datasets import degradation_labels, open_dataset
-from restorevar.metrics import niqe, psnr, ssim
-from restorevar.pipeline import RestoreVAR
-from restorevar.presets import resolve_model
-from restorevar.vqvae import to_unit
+from restorevar.evaluation.baselines import BASELINES
+from restorevar.evaluation.bench import machine_info
+from restorevar.models.checkpoint import atomic_write
+from restorevar.data.datasets import degradation_labels, open_dataset
+from restorevar.evaluation.metrics import niqe, psnr, ssim
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.registry import resolve_model
+from restorevar.models.restorevar.vqvae import to_unit
 
 BATCH = 4
 SOURCES = ("input", "baseline", "model")  # scored against the clean crop

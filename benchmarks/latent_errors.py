@@ -27,11 +27,11 @@ import torch
 from heldout import PHOTOS_HELP, interleaved_indices, to_hw3, write_atomically
 from tqdm import tqdm
 
-from restorevar.datasets import open_dataset
-from restorevar.metrics import psnr
-from restorevar.pipeline import RestoreVAR
-from restorevar.presets import resolve_model
-from restorevar.vqvae import to_unit
+from restorevar.data.datasets import open_dataset
+from restorevar.evaluation.metrics import psnr
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.registry import resolve_model
+from restorevar.models.restorevar.vqvae import to_unit
 
 PARTS = ("tone_global", "tone_local", "detail")
 

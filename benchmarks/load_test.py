@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def golden_tiny_model(directory: Path) -> Path:
-    from restorevar.convert import convert_official
-    from restorevar.pipeline import RestoreVAR
+    from restorevar.models.restorevar.convert import convert_official
+    from restorevar.models.restorevar.model import RestoreVAR
 
     golden = ROOT / "tests" / "fixtures" / "golden"
     converted = convert_official(golden / "vqvae_tiny" / "state_dict.safetensors",
@@ -51,7 +51,7 @@ def rss_mb(pid: int) -> float:
 
 
 def start_server(model: Path, args) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "restorevar.serve", "--model", str(model), "--port", "0",
+    command = [sys.executable, "-m", "restorevar.serving.app", "--model", str(model), "--port", "0",
                "--concurrency", str(args.concurrency), "--queue-size", str(args.queue_size)]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 120

@@ -9,8 +9,8 @@ import argparse
 
 import torch
 
-from restorevar.pipeline import RestoreVAR
-from restorevar.presets import get_preset
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.registry import get_preset
 
 
 def main() -> None:

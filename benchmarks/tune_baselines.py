@@ -1,4 +1,4 @@
-"""Tune the free parameters of the classical baselines (`restorevar.baselines`) on TRAINING crops.
+"""Tune the free parameters of the classical baselines (`restorevar.evaluation.baselines`) on TRAINING crops.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_baselines.py --photos /work/photos
 
@@ -32,10 +32,10 @@ from collections.abc import Callable
 
 import torch
 
-from restorevar import baselines
-from restorevar.datasets import open_dataset
-from restorevar.degradations import DEGRADATIONS
-from restorevar.metrics import psnr
+from restorevar.evaluation import baselines
+from restorevar.data.datasets import open_dataset
+from restorevar.data.degradations import DEGRADATIONS
+from restorevar.evaluation.metrics import psnr
 
 MEDIAN_SIZES = (3, 5)
 WIENER_SIGMAS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restorevar import checkpoint
-from restorevar.images import to_tensor
-from restorevar.photos import Manifest, split_photos
-from restorevar.pipeline import RestoreVAR
+from restorevar.models import checkpoint
+from restorevar.images.load import to_tensor
+from restorevar.data.photos import Manifest, split_photos
+from restorevar.models.restorevar.model import RestoreVAR
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MIN_AGREEMENT_DB = 40.0

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import GOLDEN  # noqa: E402
 
-from restorevar.convert import convert_official  # noqa: E402
-from restorevar.pipeline import RestoreVAR  # noqa: E402
+from restorevar.models.restorevar.convert import convert_official  # noqa: E402
+from restorevar.models.restorevar.model import RestoreVAR  # noqa: E402
 
 
 def ours() -> dict[str, dict[str, torch.Tensor]]:

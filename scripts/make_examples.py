@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from restorevar.degradations import DEGRADATIONS, degrade
-from restorevar.images import to_tensor
-from restorevar.photos import Manifest, split_photos
+from restorevar.data.degradations import DEGRADATIONS, degrade
+from restorevar.images.load import to_tensor
+from restorevar.data.photos import Manifest, split_photos
 
 OUT = Path(__file__).resolve().parent.parent / "examples"
 SEED = 9_000_000  # far from the training seeds

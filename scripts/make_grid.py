@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from restorevar.degradations import DEGRADATIONS
-from restorevar.metrics import psnr
-from restorevar.pipeline import RestoreVAR
+from restorevar.data.degradations import DEGRADATIONS
+from restorevar.evaluation.metrics import psnr
+from restorevar.models.restorevar.model import RestoreVAR
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from restorevar.convert import convert_official
-from restorevar.pipeline import RestoreVAR
-from restorevar.presets import get_preset
+from restorevar.models.restorevar.convert import convert_official
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.registry import get_preset
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 

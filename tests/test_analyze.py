@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from restorevar.analyze import AnalysisError, analysis_grid, analyze_pair, swap_scales, token_agreement
-from restorevar.cli import main
-from restorevar.report import CAPTION_HEIGHT, GAP, LABEL_WIDTH, grid_size
+from restorevar.evaluation.analyze import AnalysisError, analysis_grid, analyze_pair, swap_scales, token_agreement
+from restorevar.cli.main import main
+from restorevar.evaluation.report import CAPTION_HEIGHT, GAP, LABEL_WIDTH, grid_size
 
 
 def pair(size=128):

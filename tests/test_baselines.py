@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restorevar.baselines import (
+from restorevar.evaluation.baselines import (
     BASELINES, WIENER_SIGMA, dehaze_dark_channel, derain_median, desnow_median, enhance_low_light,
 )
-from restorevar.degradations import DEGRADATIONS
+from restorevar.data.degradations import DEGRADATIONS
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

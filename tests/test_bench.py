@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-from restorevar.bench import StageClock, count_flops, run_batch
-from restorevar.cli import main
-from restorevar.speed import compile_model, dtype_agreement
+from restorevar.evaluation.bench import StageClock, count_flops, run_batch
+from restorevar.cli.main import main
+from restorevar.evaluation.speed import compile_model, dtype_agreement
 
 
 def test_stage_clock_covers_every_scale(golden_model):

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
 
-from restorevar.blur_expert import BLUR, BlurExpert
-from restorevar.config import ConfigError
-from restorevar.pipeline import RestoreVAR
-from restorevar.stages import build_stage
-from restorevar.trainer import Dist, run
+from restorevar.models.extensions.blur_expert import BLUR, BlurExpert
+from restorevar.models.restorevar.config import ConfigError
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.training.stages import build_stage
+from restorevar.training.trainer import Dist, run
 
 WITH_EXPERT = dataclasses.replace(MICRO, refiner=dataclasses.replace(MICRO.refiner, blur_expert_width=16,
                                                                      blur_expert_blocks=1))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restorevar.serve import ServeConfig, create_server
+from restorevar.serving.app import ServeConfig, create_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The closed network makes Chromium hang on its background services without these.
@@ -89,7 +89,7 @@ def test_upload_restore_download(golden_model, tmp_path):
 
 def main() -> None:
     """Write the docs screenshot: the page after restoring examples/haze.jpg at full resolution."""
-    from restorevar.pipeline import RestoreVAR
+    from restorevar.models.restorevar.model import RestoreVAR
 
     parser = argparse.ArgumentParser(description="screenshot of `restorevar serve` for docs/serve.md")
     parser.add_argument("--model", default=None, help="model folder or name (default: the bundled model)")

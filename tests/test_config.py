@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from restorevar.config import ConfigError, RestoreVARConfig
-from restorevar.presets import get_preset, list_presets
+from restorevar.models.restorevar.config import ConfigError, RestoreVARConfig
+from restorevar.models.registry import get_preset, list_presets
 
 
 def test_presets_exist_and_validate():

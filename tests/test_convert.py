@@ -5,12 +5,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import GOLDEN
-from restorevar.checkpoint import CheckpointError
-from restorevar.cli import main
-from restorevar.convert import convert_official, load_var_backbone
-from restorevar.pipeline import RestoreVAR
-from restorevar.presets import get_preset
-from restorevar.transformer import RestoreVARTransformer
+from restorevar.models.checkpoint import CheckpointError
+from restorevar.cli.main import main
+from restorevar.models.restorevar.convert import convert_official, load_var_backbone
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.registry import get_preset
+from restorevar.models.restorevar.transformer import RestoreVARTransformer
 
 
 def test_architecture_is_inferred_from_the_files(converted_tiny):
@@ -47,8 +47,8 @@ def test_missing_and_wrong_files_are_clear(official_dir, tmp_path, capsys):
     broken["quant_conv.weight"] = torch.zeros(32, 32, 1, 1)
     save_file(broken, tmp_path / "vae.safetensors")
     with pytest.raises(CheckpointError, match="quant_conv.weight: file \\(32, 32, 1, 1\\)"):
-        from restorevar.checkpoint import load_strict
-        from restorevar.convert import vqvae_state_from_official
+        from restorevar.models.checkpoint import load_strict
+        from restorevar.models.restorevar.convert import vqvae_state_from_official
 
         converted = convert_official(tmp_path / "vae.safetensors", official_dir / "restorevar.pth", refiner_heads=2)
         load_strict(RestoreVAR(converted.config).vqvae, vqvae_state_from_official(broken), "vae.safetensors")

@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
-from restorevar.config import ConfigError
-from restorevar.dataset_layouts import paired_crop
-from restorevar.datasets import (
+from restorevar.models.restorevar.config import ConfigError
+from restorevar.data.layouts import paired_crop
+from restorevar.data.datasets import (
     DatasetError, PairedFolder, PaperJSON, SyntheticPairs, class_balanced_weights, degradation_labels,
     indices_by_degradation, jitter_tone, open_dataset, open_layout,
 )
-from restorevar.degradations import DEGRADATIONS
-from restorevar.train_config import TrainConfig
+from restorevar.data.degradations import DEGRADATIONS
+from restorevar.training.config import TrainConfig
 
 CROP = 32
 

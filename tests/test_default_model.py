@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from restorevar import checkpoint
-from restorevar.config import RestoreVARConfig
-from restorevar.metrics import psnr
-from restorevar.pipeline import RestoreVAR
-from restorevar.presets import BUNDLED_WEIGHTS, get_preset, resolve_model
+from restorevar.models import checkpoint
+from restorevar.models.restorevar.config import RestoreVARConfig
+from restorevar.evaluation.metrics import psnr
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.registry import BUNDLED_WEIGHTS, get_preset, resolve_model
 
 BUNDLED = BUNDLED_WEIGHTS / "small"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

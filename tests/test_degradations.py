@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restorevar.degradations import DEGRADATIONS, degrade, motion_kernel, random_degradation
+from restorevar.data.degradations import DEGRADATIONS, degrade, motion_kernel, random_degradation
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import restorevar.evaluate as evaluate_module
-from restorevar.cli import main
-from restorevar.evaluate import (
+import restorevar.evaluation.evaluate as evaluate_module
+from restorevar.cli.main import main
+from restorevar.evaluation.evaluate import (
     DataSpec, EvalOptions, EvalResult, EvaluationError, ImageRecord, evaluate, make_convention, open_eval_dataset,
     paper_resize, parse_data_spec,
 )
-from restorevar.images import load_image
-from restorevar.metrics import PAPER, psnr, ssim, unavailable_metric_reason
-from restorevar.report import format_table, results_dict
+from restorevar.images.load import load_image
+from restorevar.evaluation.metrics import PAPER, psnr, ssim, unavailable_metric_reason
+from restorevar.evaluation.report import format_table, results_dict
 
 LPIPS_REASON = "LPIPS needs the 'lpips' package (test stand-in)"
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restorevar.cli import main
-from restorevar.folders import restore_paths
-from restorevar.pipeline import RestoreVAR
+from restorevar.cli.main import main
+from restorevar.inference.folders import restore_paths
+from restorevar.models.restorevar.model import RestoreVAR
 from test_restorer import photo
 
 
@@ -76,7 +76,7 @@ def test_cli_restore_exit_codes_and_compare(golden_model_dir, tmp_path, capsys):
 
 
 def test_cli_without_a_default_model_explains(tmp_path, capsys, monkeypatch):
-    import restorevar.presets as presets
+    import restorevar.models.registry as presets
 
     monkeypatch.setattr(presets, "BUNDLED_WEIGHTS", tmp_path / "none")
     assert main(["restore", str(tmp_path / "x.jpg")]) == 1

@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from restorevar.image_save import save_image, side_by_side
-from restorevar.images import (
+from restorevar.images.save import save_image, side_by_side
+from restorevar.images.load import (
     ImageError,
     LoadedImage,
     from_tensor,
@@ -326,7 +326,7 @@ def test_refuses_overwrite(tmp_path):
 def test_jpeg_from_rgba_composites_on_white(tmp_path, caplog):
     pixels = np.zeros((8, 8, 4), np.uint8)
     pixels[:4] = (0, 0, 0, 255)  # top: opaque black; bottom: fully transparent
-    with caplog.at_level(logging.WARNING, logger="restorevar.image_save"):
+    with caplog.at_level(logging.WARNING, logger="restorevar.images.save"):
         save_image(Image.fromarray(pixels, "RGBA"), tmp_path / "flat.jpg")
     saved = np.asarray(opened(tmp_path / "flat.jpg")).astype(int)
     assert saved[1, 1].max() < 10 and saved[6, 6].min() > 245
@@ -335,7 +335,7 @@ def test_jpeg_from_rgba_composites_on_white(tmp_path, caplog):
 
 def test_16bit_to_jpeg_is_8bit_with_log(tmp_path, caplog):
     values = np.full((4, 4), 65535, np.uint16)
-    with caplog.at_level(logging.WARNING, logger="restorevar.image_save"):
+    with caplog.at_level(logging.WARNING, logger="restorevar.images.save"):
         save_image(Image.fromarray(values), tmp_path / "g.jpg")
     out = opened(tmp_path / "g.jpg")
     assert out.mode == "L" and np.asarray(out).min() >= 250 and "8 bit" in caplog.text

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from restorevar.config import TokenizerConfig
-from restorevar.losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hinge_d_loss, hinge_g_loss,
+from restorevar.models.restorevar.config import TokenizerConfig
+from restorevar.training.losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hinge_d_loss, hinge_g_loss,
                                l1_loss, multiscale_vq, ssim, ssim_loss)
-from restorevar.quantizer import MultiScaleQuantizer
+from restorevar.models.restorevar.quantizer import MultiScaleQuantizer
 
 TOKENIZER = TokenizerConfig(image_size=32, vocab_size=32, latent_channels=8, base_channels=16, channel_mult=(1, 2, 2),
                             num_res_blocks=1, norm_groups=8, patch_nums=(1, 2, 4, 8))
@@ -86,7 +86,7 @@ def test_hinge_losses_and_adaptive_weight():
                     importlib.util.find_spec("lpips") is None, reason="no perceptual network installed")
 def test_perceptual_loss_orders_distortions():
     torch.set_num_threads(1)
-    from restorevar.perceptual import PerceptualLoss
+    from restorevar.training.perceptual import PerceptualLoss
 
     loss = PerceptualLoss()
     x = smooth_images(0, size=64)

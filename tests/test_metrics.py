@@ -1,4 +1,4 @@
-"""Tests for restorevar.metrics / restorevar.niqe: closed forms, skimage and BasicSR references."""
+"""Tests for restorevar.evaluation.metrics / restorevar.evaluation.niqe: closed forms, skimage and BasicSR references."""
 
 import math
 from importlib import resources
@@ -10,8 +10,8 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from restorevar import metrics
-from restorevar.metrics import (
+from restorevar.evaluation import metrics
+from restorevar.evaluation.metrics import (
     BASICSR,
     PAPER,
     MetricInputError,
@@ -23,7 +23,7 @@ from restorevar.metrics import (
     ssim,
     unavailable_metric_reason,
 )
-from restorevar.niqe import gaussian_kernel_1d, imresize_bicubic
+from restorevar.evaluation.niqe import gaussian_kernel_1d, imresize_bicubic
 
 # Fixed crops of skimage's sample images, shared with the BasicSR reference script below.
 ASTRONAUT_CROP = (slice(0, 384), slice(64, 448))  # 384×384 RGB
@@ -184,7 +184,7 @@ def test_niqe_tensor_and_worse_for_blur():
 
 
 def test_mscn_window_equals_stored_matlab_window():
-    with np.load(resources.files("restorevar") / "data" / "niqe_pris_params.npz") as params:
+    with np.load(resources.files("restorevar.evaluation") / "niqe_pris_params.npz") as params:
         stored = params["gaussian_window"]
     kernel = gaussian_kernel_1d(7, 7 / 6)
     np.testing.assert_allclose(np.outer(kernel, kernel), stored, atol=1e-15)

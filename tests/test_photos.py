@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restorevar import photos
-from restorevar.photos import (
+from restorevar.data import photos
+from restorevar.data.photos import (
     Manifest,
     PhotoRecord,
     PhotoSetError,
@@ -23,7 +23,7 @@ from restorevar.photos import (
     parse_fields,
     split_photos,
 )
-from restorevar.rcc import FLAG_ZSTD, RccBundle, RccError, build_rcc
+from restorevar.data.rcc import FLAG_ZSTD, RccBundle, RccError, build_rcc
 
 README = """Copyright: Someone, 2020
 License: CC-BY-SA 4.0

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import assert_golden
-from restorevar.checkpoint import CheckpointError
-from restorevar.pipeline import RestoreVAR
+from restorevar.models.checkpoint import CheckpointError
+from restorevar.models.restorevar.model import RestoreVAR
 
 
 def test_golden_restoration_end_to_end(golden_model, golden_restorevar):

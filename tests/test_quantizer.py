@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from conftest import assert_golden
-from restorevar.config import ConfigError
-from restorevar.quantizer import MultiScaleQuantizer, phi_index_table
+from restorevar.models.restorevar.config import ConfigError
+from restorevar.models.restorevar.quantizer import MultiScaleQuantizer, phi_index_table
 
 
 def test_phi_table_matches_reference():

@@ -1,8 +1,8 @@
 import torch
 
 from conftest import assert_golden
-from restorevar.presets import get_preset
-from restorevar.refiner import LatentRefiner
+from restorevar.models.registry import get_preset
+from restorevar.models.restorevar.refiner import LatentRefiner
 
 
 def test_golden_refiner(golden_model, golden_restorevar):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from restorevar.pipeline import RestoreVAR
-from restorevar.restorer import RestoreOptions, restore_array
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.inference.restorer import RestoreOptions, restore_array
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_tile_batching_does_not_change_the_result(model):
 
 def test_no_seams_at_tile_borders(model):
     """Gradient across tile borders is no larger than across the interior rows of the tiles."""
-    from restorevar.tiling import plan_tiles
+    from restorevar.inference.tiling import plan_tiles
 
     rgb = photo(128, 400, seed=3)
     out = restore_array(model, rgb, RestoreOptions(overlap=32))

@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from restorevar.pipeline import Restoration
-from restorevar.serve import ServeConfig, create_server
+from restorevar.models.restorevar.model import Restoration
+from restorevar.serving.app import ServeConfig, create_server
 
 
 class FakeModel:
@@ -183,5 +183,5 @@ def test_finished_results_are_evicted_beyond_the_bound():
 
 
 def test_cli_module_imports_without_torch():
-    code = "import sys, restorevar.serve; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, restorevar.serving.app; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

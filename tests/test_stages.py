@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file
 from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
 
-from restorevar.config import ConfigError
-from restorevar.pipeline import RestoreVAR
-from restorevar.stages import build_stage
-from restorevar.train_config import TrainConfig
-from restorevar.trainer import Dist, run, weight_decay_groups
+from restorevar.models.restorevar.config import ConfigError
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.training.stages import build_stage
+from restorevar.training.config import TrainConfig
+from restorevar.training.trainer import Dist, run, weight_decay_groups
 
 FAST = dict(gan_weight=0.0, perceptual_weight=0.0, ssim_weight=0.0)  # the GAN path has its own test
 SETTINGS = {  # stage: (overrides, the file whose tensors must change, prefixes of tensors that must not)
@@ -96,7 +96,7 @@ def test_weight_decay_groups_follow_the_paper():
 
 
 def test_tokenizer_continuous_share_decodes_the_first_images_from_f():
-    from restorevar.stages import TokenizerForward
+    from restorevar.training.stages import TokenizerForward
 
     torch.manual_seed(0)
     vqvae = RestoreVAR(MICRO).vqvae
@@ -124,7 +124,7 @@ def test_refine_degraded_refiner_trains_on_the_degraded_latent_and_beats_it(star
 
 def count_fits(monkeypatch, name: str) -> list[int]:
     """Wrap stages.NAME (a data-dependent fit) so that each call records how many images it got."""
-    from restorevar import stages
+    from restorevar.training import stages
 
     fit, calls = getattr(stages, name), []
 
@@ -155,7 +155,7 @@ def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypat
 
 
 def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_error():
-    from restorevar.stages import log_mse
+    from restorevar.training.stages import log_mse
 
     target = torch.zeros(2, 3, 4, 4)
     error = torch.randn(2, 3, 4, 4)

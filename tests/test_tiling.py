@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from restorevar.tiling import plan_tiles, restore_padded, restore_resized, restore_tiled
+from restorevar.inference.tiling import plan_tiles, restore_padded, restore_resized, restore_tiled
 
 
 def identity(tiles_N3TT):
@@ -144,7 +144,7 @@ def test_restore_resized():
 MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, torch
-    from restorevar.tiling import restore_tiled
+    from restorevar.inference.tiling import restore_tiled
     torch.set_num_threads(2)
     image = torch.rand(3, 3000, 4000)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

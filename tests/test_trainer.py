@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from restorevar.config import ConfigError, RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
-from restorevar.pipeline import RestoreVAR
-from restorevar.trainer import StepBatchSampler, TrainConfig, lin0_lr, run, sampling_weights
+from restorevar.models.restorevar.config import ConfigError, RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
+from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.training.trainer import StepBatchSampler, TrainConfig, lin0_lr, run, sampling_weights
 
 # 32² images, 8×8 latent, 4 scales (L = 85): every stage runs in a few seconds on one CPU thread
 MICRO = RestoreVARConfig(
@@ -110,12 +110,12 @@ def test_config_rejects_unknown_keys_and_flags_override_file(tmp_path):
     with pytest.raises(ConfigError, match="kinds.*fog"):
         TrainConfig(kinds=["haze", "fog"]).validate()
     assert TrainConfig(kinds=["haze", "none"]).validate().kinds == ["haze", "none"]
-    from restorevar.degradations import DEGRADATIONS, EXTRA_KINDS
-    from restorevar.train_config import KINDS
+    from restorevar.data.degradations import DEGRADATIONS, EXTRA_KINDS
+    from restorevar.training.config import KINDS
 
     assert KINDS == DEGRADATIONS + EXTRA_KINDS
 
-    from restorevar.train_cli import add_parser, config_from_args
+    from restorevar.cli.train import add_parser, config_from_args
 
     (tmp_path / "run.yaml").write_text("steps: 100\nbatch_size: 16\nlr: 0.002\ndata: a\nbetas: [0.9, 0.99]\n")
     parser = argparse.ArgumentParser()
@@ -128,7 +128,7 @@ def test_config_rejects_unknown_keys_and_flags_override_file(tmp_path):
 
 
 def test_train_cli_imports_no_torch_and_help_ends_with_example():
-    code = ("import sys, argparse; from restorevar import train_cli; assert 'torch' not in sys.modules; "
+    code = ("import sys, argparse; from restorevar.cli import train as train_cli; assert 'torch' not in sys.modules; "
             "p = argparse.ArgumentParser(prog='restorevar'); train_cli.add_parser(p.add_subparsers()); "
             "p.parse_args(['train', 'decoder', '--help'])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -203,7 +203,7 @@ def test_ddp_ranks_stay_identical(tmp_path):
 
 @pytest.mark.parametrize("device, expected", [("auto", "cuda:0"), ("cuda", "cuda:0"), ("cuda:1", "cuda:1")])
 def test_setup_distributed_picks_the_cuda_device(device, expected, monkeypatch):
-    from restorevar.trainer import setup_distributed
+    from restorevar.training.trainer import setup_distributed
 
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -1,9 +1,9 @@
 import torch
 
 from conftest import assert_golden
-from restorevar.layers import rope_angles
-from restorevar.presets import get_preset
-from restorevar.transformer import RestoreVARTransformer
+from restorevar.models.layers import rope_angles
+from restorevar.models.registry import get_preset
+from restorevar.models.restorevar.transformer import RestoreVARTransformer
 
 
 def record_block0_input(transformer):

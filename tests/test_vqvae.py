@@ -1,8 +1,8 @@
 import torch
 
 from conftest import assert_golden
-from restorevar.presets import get_preset
-from restorevar.vqvae import VQVAE
+from restorevar.models.registry import get_preset
+from restorevar.models.restorevar.vqvae import VQVAE
 
 
 def test_golden_encoder_and_decoder(golden_model, golden_vqvae):
@@ -41,7 +41,7 @@ def test_paper_parameter_count():
 def test_space_to_depth_stem_folds_patches_into_channels():
     import pytest
 
-    from restorevar.config import ConfigError, TokenizerConfig
+    from restorevar.models.restorevar.config import ConfigError, TokenizerConfig
 
     config = TokenizerConfig(image_size=64, vocab_size=16, latent_channels=8, base_channels=16, channel_mult=(1, 2),
                              num_res_blocks=1, norm_groups=8, patch_size=4, patch_nums=(1, 2, 4, 8))
@@ -59,7 +59,7 @@ def test_space_to_depth_stem_folds_patches_into_channels():
 
 
 def linear_path_vqvae(latent_channels: int) -> VQVAE:
-    from restorevar.config import TokenizerConfig
+    from restorevar.models.restorevar.config import TokenizerConfig
 
     torch.manual_seed(0)
     return VQVAE(TokenizerConfig(image_size=32, vocab_size=16, latent_channels=latent_channels, base_channels=16,
@@ -70,8 +70,8 @@ def linear_path_vqvae(latent_channels: int) -> VQVAE:
 def test_linear_path_starts_at_the_pca_of_the_patches():
     import pytest
 
-    from restorevar.config import ConfigError, TokenizerConfig
-    from restorevar.vqvae import fit_linear_path
+    from restorevar.models.restorevar.config import ConfigError, TokenizerConfig
+    from restorevar.models.restorevar.vqvae import fit_linear_path
 
     g = torch.Generator().manual_seed(0)
     images = torch.nn.functional.interpolate(torch.rand(6, 3, 8, 8, generator=g), size=32, mode="bilinear") * 2 - 1
@@ -97,7 +97,7 @@ def test_linear_path_starts_at_the_pca_of_the_patches():
 def test_fit_linear_decoder_recovers_the_best_linear_decoder():
     import pytest
 
-    from restorevar.vqvae import fit_linear_decoder, fit_linear_path
+    from restorevar.models.restorevar.vqvae import fit_linear_decoder, fit_linear_path
 
     g = torch.Generator().manual_seed(0)
     images = torch.nn.functional.interpolate(torch.rand(6, 3, 8, 8, generator=g), size=32, mode="bilinear") * 2 - 1

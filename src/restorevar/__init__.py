@@ -8,14 +8,14 @@
 __version__ = "0.1.0"
 
 _LAZY = {
-    "RestoreVAR": "pipeline",
-    "Restoration": "pipeline",
-    "RestoreVARConfig": "config",
-    "TokenizerConfig": "config",
-    "TransformerConfig": "config",
-    "RefinerConfig": "config",
-    "get_preset": "presets",
-    "list_presets": "presets",
+    "RestoreVAR": "models.restorevar.model",
+    "Restoration": "models.restorevar.model",
+    "RestoreVARConfig": "models.restorevar.config",
+    "TokenizerConfig": "models.restorevar.config",
+    "TransformerConfig": "models.restorevar.config",
+    "RefinerConfig": "models.restorevar.config",
+    "get_preset": "models.registry",
+    "list_presets": "models.registry",
 }
 __all__ = list(_LAZY)
 

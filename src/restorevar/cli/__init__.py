@@ -1,0 +1,1 @@
+"""The `restorevar` command: `main` registers the subcommands; one module per command group."""

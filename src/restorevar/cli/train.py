@@ -1,0 +1,107 @@
+"""`restorevar train STAGE`: registers the six stage commands; torch loads only when one runs.
+
+A run's settings come from `--config FILE` (YAML or JSON, the fields of `trainer.TrainConfig`; unknown keys are
+errors), then the command-line flags, which win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from restorevar.training.config import TrainConfig  # torch-free
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = {
+    "tokenizer": "example: restorevar train tokenizer --preset small --data data/photos --steps 20000 --out runs/tok",
+    "transformer": "example: torchrun --nproc_per_node=2 -m restorevar.cli.main train transformer --tokenizer runs/tok "
+                   "--data data/photos --batch-size 48 --out runs/var",
+    "refiner": "example: restorevar train refiner --transformer runs/var --data data/photos --out runs/refiner",
+    "decoder": "example: restorevar train decoder --refiner runs/refiner --data data/photos --out runs/final",
+    "blur_expert": "example: restorevar train blur_expert --decoder runs/final --preset small --data data/photos "
+                   "--out runs/expert",
+    "mixer": "example: restorevar train mixer --expert runs/expert --preset small --data data/photos --out runs/mixer",
+}
+INPUT_FLAGS = {  # the previous stage's output folder, stored as TrainConfig.init
+    "tokenizer": ("--init", "model folder to fine-tune (e.g. a converted vae_ch160v4096z32); default: from scratch"),
+    "transformer": ("--tokenizer", "output folder of `train tokenizer` (or a converted model folder)"),
+    "refiner": ("--transformer", "output folder of `train transformer`"),
+    "decoder": ("--refiner", "output folder of `train refiner` (or of `train tokenizer` with "
+                             "--latent-source noisy-clean)"),
+    "blur_expert": ("--decoder", "output folder of `train decoder` (any complete model folder)"),
+    "mixer": ("--expert", "output folder of `train blur_expert`"),
+}
+
+
+def add_parser(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train one of the six stages",
+                                  description="Train a RestoreVAR stage; see docs/training.md.",
+                                  epilog=EXAMPLES["transformer"])
+    stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    helps = {"tokenizer": "stage 0: the multi-scale VQVAE", "transformer": "stage 1: next-scale transformer (CE)",
+             "refiner": "stage 2: latent refiner (latent L1)", "decoder": "stage 3: decoder for continuous latents",
+             "blur_expert": "stage 4 (ours): blur detector + deblurring CNN on the degraded latent",
+             "mixer": "stage 5 (ours): per-position weights of the refined, degraded and deblurred latents"}
+    for stage, help_text in helps.items():
+        p = stages.add_parser(stage, help=help_text, description=help_text, epilog=EXAMPLES[stage],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        flag, flag_help = INPUT_FLAGS[stage]
+        p.add_argument(flag, dest="init", metavar="DIR", help=flag_help)
+        p.add_argument("--config", metavar="FILE", help="YAML/JSON file with TrainConfig fields")
+        p.add_argument("--preset", help="architecture of newly initialised parts: tiny, small, paper-256, paper-512")
+        p.add_argument("--data", action="append", metavar="PATH", help="training data (repeatable)")
+        p.add_argument("--val-data", action="append", metavar="PATH", help="validation data (repeatable)")
+        p.add_argument("--steps", type=int)
+        p.add_argument("--batch-size", type=int, help="global batch, split across processes")
+        p.add_argument("--lr", type=float, help="peak learning rate (default: 1e-4 · batch/48)")
+        p.add_argument("--out", metavar="DIR", help="output model folder (+ checkpoints, metrics.jsonl)")
+        p.add_argument("--resume", action="store_true", default=None, help="continue from the latest checkpoint")
+        p.add_argument("--device", help="auto, cpu, cuda, cuda:1")
+        p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
+        p.add_argument("--seed", type=int)
+        p.add_argument("--checkpoint-every", type=int)
+        p.add_argument("--val-every", type=int)
+        p.add_argument("--log-every", type=int)
+        p.add_argument("--num-workers", type=int)
+        if stage == "transformer":
+            p.add_argument("--var-d16", metavar="FILE", help="official var_d16.pth to initialise from")
+        if stage in ("tokenizer", "decoder"):
+            for name in ("l1", "ssim", "perceptual", "gan"):
+                p.add_argument(f"--{name}-weight", type=float)
+            p.add_argument("--gan-start", type=float, help="step at which the PatchGAN loss starts (< 1: share of --steps)")
+        if stage == "decoder":
+            p.add_argument("--latent-source", choices=["refiner", "noisy-clean"])
+        p.set_defaults(func=train_command, train_stage=stage)
+
+
+def config_from_args(args) -> TrainConfig:
+    """File values, then every flag that was given (None = not given)."""
+    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    values = config.to_dict()
+    values["stage"] = args.train_stage
+    skip = {"config", "func", "train_stage", "stage", "command", "verbose"}
+    for key, value in vars(args).items():
+        if key not in skip and value is not None:
+            values[key] = value
+    return TrainConfig.from_dict(values).validate()
+
+
+def train_command(args) -> int:
+    import os
+
+    from restorevar.training.trainer import run, setup_distributed
+
+    if os.environ.get("RANK", "0") != "0":
+        logging.getLogger().setLevel(logging.WARNING)  # logs and progress from rank 0 only
+    config = config_from_args(args)
+    if not config.data:
+        from restorevar.models.restorevar.config import ConfigError
+
+        raise ConfigError("no training data: pass --data PATH or set `data:` in --config")
+    metrics = run(config).metrics
+    if setup_distributed(config.device).is_main:
+        loss = (f"final loss {metrics['loss']:.4f}" if "loss" in metrics else
+                "initialised only" if config.steps == 0 else "already complete, nothing to train")
+        print(f"trained {config.stage} for {config.steps} steps → {config.out} ({loss})")
+    return 0

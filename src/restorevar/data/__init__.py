@@ -1,0 +1,1 @@
+"""Training and evaluation data: synthetic degradations, datasets and folder layouts, the photo sources."""

@@ -1,0 +1,1 @@
+"""Metrics (PSNR, SSIM, NIQE, ...), paired evaluation, reports, analysis, classical baselines, benchmarks."""

@@ -1,0 +1,1 @@
+"""`restorevar serve`: the local web app and its job queue."""

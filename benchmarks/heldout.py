@@ -1,7 +1,7 @@
 """Held-out quality benchmark: the model against its input and the classical baselines, on unseen photos.
 
-    python benchmarks/heldout.py --model DIR --photos /work/photos            # ~150 crops of 512²
-    python benchmarks/heldout.py --model DIR --photos /work/photos --limit 10  # smoke run
+    python benchmarks/heldout.py --photos data/photos --out benchmarks/results/heldout-restorevar-small  # bundled model, 150 crops
+    python benchmarks/heldout.py --model DIR --photos data/photos --limit 10 --out /tmp/heldout-smoke   # smoke run
 
 Data: the val split of a photo folder (a fixed 10% of the photos that training never sees), with
 every degradation synthesised on seed 20261123, which training never uses (it uses seed 0); each

@@ -1,7 +1,7 @@
 """Where the refiner's error is, per degradation, on the held-out crops of `heldout.py`.
 
-    python benchmarks/latent_errors.py --model DIR --photos /work/photos            # 150 crops, ~2.5 min
-    python benchmarks/latent_errors.py --model DIR --photos /work/photos --limit 10  # smoke run
+    python benchmarks/latent_errors.py --photos data/photos --out /tmp/latent-errors    # bundled model, 150 crops, ~2.5 min
+    python benchmarks/latent_errors.py --model DIR --photos data/photos --limit 10      # smoke run
 
 Per crop, three latents: f = E(clean), the target; d, the degraded image's latent, which the refiner
 starts from (`refine_degraded`); r, the refined latent. Their squared errors against f are split in three:

@@ -1,6 +1,6 @@
 """Operator-level profile of one restoration (where the time goes), as a markdown table.
 
-    python benchmarks/profile_ops.py --preset paper-512 > benchmarks/results/paper-512-profile.md
+    python benchmarks/profile_ops.py --preset paper-512 > benchmarks/results/paper-512-random-cpu-fp32-profile.md
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import torch
 
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.registry import get_preset
+from restorevar.models.presets import get_preset
 
 
 def main() -> None:

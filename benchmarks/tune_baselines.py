@@ -1,12 +1,12 @@
 """Tune the free parameters of the classical baselines (`restorevar.evaluation.baselines`) on TRAINING crops.
 
-    OMP_NUM_THREADS=1 python benchmarks/tune_baselines.py --photos /work/photos
+    OMP_NUM_THREADS=1 python benchmarks/tune_baselines.py --photos data/photos
 
 Ten training pairs per degradation (512² unless --size; seed 777, photos spread over the train split; never the
 val split the held-out benchmark uses). Prints the mean PSNR of every candidate; the best ones
-are the constants at the top of `restorevar/baselines.py`.
+are the constants at the top of `restorevar/evaluation/baselines.py`.
 
-Result at 256² (/work/photos: 137 train photos, 10 pairs per kind; mean PSNR, input → baseline):
+Result at 256² (the photo set of `restorevar data photos`: 137 train photos, 10 pairs per kind; mean PSNR, input → baseline):
 
 | kind | parameters | input | baseline | runner-up |
 |---|---|---|---|---|

@@ -1,7 +1,7 @@
 """Export a trained model folder as the bundled default: fp16 safetensors, config.json and the
 manifest of the photos it was trained on (with the held-out split marked).
 
-    python scripts/export_default.py RUN_DIR src/restorevar/weights/small PHOTO_DIR
+    python scripts/export_default.py RUN_DIR src/restorevar/weights/restorevar-small PHOTO_DIR
 
 fp16 halves the files; `RestoreVAR.from_pretrained` upcasts to fp32 on load, so inference is unchanged
 except for the rounding of the weights. The script measures that rounding on the held-out photos'

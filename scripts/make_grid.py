@@ -1,4 +1,4 @@
-"""A before/after grid (docs/default-model.md): each bundled example, restored by a model, beside its clean photo.
+"""A before/after grid (the model card's and the README's): each bundled example, restored by a model, beside its clean photo.
 
     python scripts/make_grid.py [--model NAME_OR_DIR] [--out docs/img/before-after.jpg]
 

@@ -35,7 +35,7 @@ from restorevar.models.checkpoint import atomic_write
 from restorevar.data.datasets import degradation_labels, open_dataset
 from restorevar.evaluation.metrics import niqe, psnr, ssim
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.registry import resolve_model
+from restorevar.models.registry import load_model, resolve_model
 from restorevar.models.restorevar.vqvae import to_unit
 
 BATCH = 4
@@ -171,7 +171,7 @@ def markdown(report: dict) -> str:
             f"{v['input_niqe']:.2f} / {v['baseline_niqe']:.2f} / {v['model_niqe']:.2f} / {v['clean_niqe']:.2f} |"
         )
     baselines = ", ".join(f"{kind}: `{fn.__name__}`" for kind, fn in BASELINES.items())
-    lines += ["", f"Baselines ({baselines}) are in `restorevar/baselines.py`; \"mean\" is the mean of the kinds.",
+    lines += ["", f"Baselines ({baselines}) are in `restorevar.evaluation.baselines`; \"mean\" is the mean of the kinds.",
               "", "## Ceilings on the clean crops", "", "| reconstruction | PSNR | SSIM |", "|---|---|---|"]
     for name, label in CEILINGS.items():
         lines.append(f"| {label} | {summary['mean'][f'{name}_psnr']:.2f} | {summary['mean'][f'{name}_ssim']:.3f} |")
@@ -187,7 +187,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     model_path = resolve_model(args.model)
-    model = RestoreVAR.from_pretrained(model_path, device="cpu")
+    model = load_model(model_path, device="cpu")
     if args.size != model.image_size:
         raise SystemExit(f"the model restores {model.image_size}² crops; pass --size {model.image_size}")
     dataset = open_dataset(args.photos, crop_size=args.size, split="val", seed=args.seed, draws_per_photo=args.draws)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from restorevar.data.datasets import open_dataset
 from restorevar.evaluation.metrics import psnr
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.registry import resolve_model
+from restorevar.models.registry import load_model, resolve_model
 from restorevar.models.restorevar.vqvae import to_unit
 
 PARTS = ("tone_global", "tone_local", "detail")
@@ -53,7 +53,8 @@ def evaluate(model: RestoreVAR, dataset, indices: list[int], tone_channels: int,
         items = [dataset[i] for i in indices[start : start + batch]]
         degraded = torch.stack([item["degraded"] for item in items])
         restoration = model.restore_batch(degraded, return_intermediates=True)
-        latents = {"degraded": restoration.degraded_latent_BChw, "refined": restoration.latent_BChw}
+        steps = restoration.intermediates
+        latents = {"degraded": steps.degraded_latent_BChw, "refined": steps.latent_BChw}
         target = vqvae.encode_latent(torch.stack([item["clean"] for item in items]) * 2 - 1)
         parts = {name: error_parts(latent, target, tone_channels) for name, latent in latents.items()}
         images = {"input": degraded, "tokenizer": to_unit(vqvae.decode_latent(latents["degraded"])),
@@ -100,7 +101,7 @@ def main() -> None:
         parser.error(PHOTOS_HELP)
     torch.set_num_threads(args.threads)
     model_path = resolve_model(args.model)
-    model = RestoreVAR.from_pretrained(model_path, device="cpu")
+    model = load_model(model_path, device="cpu")
     dataset = open_dataset(args.photos, crop_size=model.image_size, split="val", seed=args.seed,
                            draws_per_photo=args.draws)
     rows = evaluate(model, dataset, interleaved_indices(dataset, args.limit), args.tone_channels)

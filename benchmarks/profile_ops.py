@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.registry import build_model
 from restorevar.models.presets import get_preset
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = RestoreVAR(get_preset(args.preset)).prepare_for_inference(device="cpu")
+    model = build_model(get_preset(args.preset)).prepare_for_inference(device="cpu")
     image = torch.rand(1, 3, model.image_size, model.image_size)
     model.restore_batch(image)  # warm-up: oneDNN primitive creation, page faults
     with torch.profiler.profile() as prof:

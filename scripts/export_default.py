@@ -21,7 +21,8 @@ import torch
 from restorevar.models import checkpoint
 from restorevar.images.load import to_tensor
 from restorevar.data.photos import Manifest, split_photos
-from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.inference.pipeline import Restorer
+from restorevar.models.registry import load_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MIN_AGREEMENT_DB = 40.0
@@ -37,19 +38,20 @@ def write_manifest(photo_dir: Path, out_dir: Path) -> None:
 
 
 def export(run_dir: Path, out_dir: Path, photo_dir: Path) -> None:
-    model_fp32 = RestoreVAR.from_pretrained(run_dir, device="cpu")
+    model_fp32 = load_model(run_dir, device="cpu")
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.save_json(model_fp32.config.to_dict(), out_dir / checkpoint.CONFIG_FILE)
-    for name, file in checkpoint.COMPONENT_FILES.items():
+    for name, file in model_fp32.weight_files().items():
         state = {k: v.half() if v.is_floating_point() else v for k, v in getattr(model_fp32, name).state_dict().items()}
         checkpoint.save_state_dict(state, out_dir / file, metadata={"source": run_dir.name, "dtype": "fp16"})
     write_manifest(photo_dir, out_dir)
-    model_fp16 = RestoreVAR.from_pretrained(out_dir, device="cpu")
+    model_fp16 = load_model(out_dir, device="cpu")
 
     worst = float("inf")
     for path in sorted(EXAMPLES.glob("*.jpg")):
         with torch.inference_mode():
-            a, b = (to_tensor(np.asarray(m.restore(path), dtype=np.float32) / 255) for m in (model_fp32, model_fp16))
+            a, b = (to_tensor(np.asarray(Restorer(m).restore(path), dtype=np.float32) / 255)
+                    for m in (model_fp32, model_fp16))
         mse = float((a - b).square().mean())
         agreement = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-12))).item()
         worst = min(worst, agreement)

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from restorevar.data.degradations import DEGRADATIONS
 from restorevar.evaluation.metrics import psnr
-from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.inference.pipeline import Restorer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -38,12 +38,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.5, help="tile size relative to the examples")
     args = parser.parse_args()
 
-    model = RestoreVAR.from_pretrained(args.model, device="cpu")
+    restorer = Restorer.from_pretrained(args.model, device="cpu")
     rows = []
     for kind in DEGRADATIONS:
         degraded = Image.open(EXAMPLES / f"{kind}.jpg").convert("RGB")
         clean = Image.open(EXAMPLES / "clean" / f"{kind}.png").convert("RGB")
-        restored = model.restore(degraded)
+        restored = restorer.restore(degraded)
         target = np.asarray(clean, dtype=np.float32) / 255
         score = {name: psnr(np.asarray(im, dtype=np.float32) / 255, target)
                  for name, im in (("input", degraded), ("restored", restored))}

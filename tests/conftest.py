@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from restorevar.models.restorevar.convert import convert_official
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.registry import get_preset
+from restorevar.models.presets import get_preset
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 

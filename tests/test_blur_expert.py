@@ -4,7 +4,6 @@ model frozen."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -13,14 +12,19 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
 
-from restorevar.models.extensions.blur_expert import BLUR, BlurExpert
-from restorevar.models.restorevar.config import ConfigError
-from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.extensions.blur_expert import BlurExpert
+from restorevar.models.extensions.config import BlurExpertConfig, ExtendedRestoreVARConfig
+from restorevar.models.extensions.model import ExtendedRestoreVAR
+from restorevar.models.config import ConfigError
 from restorevar.training.stages import build_stage
 from restorevar.training.trainer import Dist, run
 
-WITH_EXPERT = dataclasses.replace(MICRO, refiner=dataclasses.replace(MICRO.refiner, blur_expert_width=16,
-                                                                     blur_expert_blocks=1))
+WITH_EXPERT = ExtendedRestoreVARConfig.extending(MICRO, blur_expert=BlurExpertConfig(width=16, blocks=1))
+BLUR = BlurExpertConfig().classes.index("blur")
+
+
+def expert_of(width: int = 16, blocks: int = 1, mixer_width: int = 0) -> BlurExpert:
+    return BlurExpert(8, BlurExpertConfig(width=width, blocks=blocks, mixer_width=mixer_width))
 
 
 def latents(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,7 +33,7 @@ def latents(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_an_untrained_expert_nearly_keeps_the_refined_latent():
-    expert, (refined, degraded) = BlurExpert(8, 16, 1), latents()
+    expert, (refined, degraded) = expert_of(), latents()
     assert torch.equal(expert.deblurred(degraded), degraded)  # the CNN starts as the identity
     p = expert.p_blur(degraded)
     assert p.max() < 0.05  # blur's bias starts at −4
@@ -38,7 +42,7 @@ def test_an_untrained_expert_nearly_keeps_the_refined_latent():
 
 def test_the_output_follows_the_detector_image_by_image():
     torch.manual_seed(0)
-    expert, (refined, degraded) = BlurExpert(8, 16, 1), latents()
+    expert, (refined, degraded) = expert_of(), latents()
     torch.nn.init.normal_(expert.deblur[-1].weight, std=0.1)  # a CNN that changes its input
     torch.nn.init.normal_(expert.detector_head.weight)
     assert not torch.allclose(expert.deblurred(degraded), degraded)
@@ -56,20 +60,21 @@ def test_the_output_follows_the_detector_image_by_image():
 
 def test_the_pipeline_decodes_the_deblurred_latent_where_the_expert_sees_blur():
     torch.manual_seed(0)
-    model = RestoreVAR(WITH_EXPERT).eval()
-    expert = model.refiner.blur_expert
+    model = ExtendedRestoreVAR(WITH_EXPERT).eval()
+    expert = model.blur_expert
     torch.nn.init.normal_(expert.deblur[-1].weight, std=0.1)
     size = WITH_EXPERT.tokenizer.image_size
     image = torch.rand(2, 3, size, size)
     with torch.no_grad():
         expert.detector_head.bias[BLUR] = 60.0
-    result = model.restore_batch(image, return_intermediates=True)
+    result = model.restore_batch(image, return_intermediates=True).intermediates
     torch.testing.assert_close(result.latent_BChw, expert.deblurred(result.degraded_latent_BChw))
     with torch.no_grad():
         expert.detector_head.bias[BLUR] = -60.0
     refined = model.refiner.refine_latent(result.f_hat_BChw, model.transformer.generate(
         model.vqvae.encode_continuous(image * 2 - 1).flatten(2).transpose(1, 2), model.vqvae.quantizer).hidden_BLC)
-    torch.testing.assert_close(model.restore_batch(image, return_intermediates=True).latent_BChw, refined)
+    torch.testing.assert_close(model.restore_batch(image, return_intermediates=True).intermediates.latent_BChw,
+                               refined)
 
 
 class BlurOrHaze(Pairs):
@@ -107,18 +112,16 @@ def test_stage_learns_to_detect_and_to_deblur_and_changes_nothing_else(start, tm
     val = [x for x in lines if "val_detect_accuracy" in x][-1]
     assert val["val_detect_accuracy"] == val["val_blur_accuracy"] == 1.0 and val["val_deblur_gain_db"] > 1.0, val
 
-    model = RestoreVAR.from_pretrained(out)
-    assert model.config.refiner.blur_expert_width == 16  # the expert's size from `model:`, the rest from init
-    before, after = load_file(start / "refiner.safetensors"), load_file(out / "refiner.safetensors")
-    assert all(torch.equal(before[k], after[k]) for k in before)  # the refiner itself is frozen
-    assert {k.split(".")[0] for k in set(after) - set(before)} == {"blur_expert"}
-    for name in ("tokenizer", "transformer"):
+    model = ExtendedRestoreVAR.from_pretrained(out)
+    assert model.config.extensions.blur_expert.width == 16  # the expert's size from `model:`, the rest from init
+    assert (out / "blur_expert.safetensors").is_file() and not (start / "blur_expert.safetensors").exists()
+    for name in ("tokenizer", "transformer", "refiner"):  # the rest, the refiner included, is frozen
         a, b = load_file(start / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_stage_needs_an_expert_size(start, tmp_path):
-    with pytest.raises(ConfigError, match="blur_expert_width > 0"):
+    with pytest.raises(ConfigError, match="extensions.blur_expert"):
         build_stage(micro_config(tmp_path / "e", "blur_expert", start).validate(), Dist())
     with pytest.raises(ConfigError, match="--decoder"):
         build_stage(micro_config(tmp_path / "e", "blur_expert", None, model=WITH_EXPERT.to_dict()).validate(), Dist())
@@ -126,7 +129,7 @@ def test_stage_needs_an_expert_size(start, tmp_path):
 
 def test_expert_width_must_suit_its_group_norm():
     with pytest.raises(ConfigError, match="multiple of 8"):
-        dataclasses.replace(MICRO.refiner, blur_expert_width=12).validate()
+        BlurExpertConfig(width=12).validate()
 
 
 def test_a_batch_without_blur_trains_the_detector_only(start, tmp_path):
@@ -145,13 +148,12 @@ def test_a_batch_without_blur_trains_the_detector_only(start, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ the mixer
 
-WITH_MIXER = dataclasses.replace(WITH_EXPERT, refiner=dataclasses.replace(WITH_EXPERT.refiner,
-                                                                          blur_expert_mixer_width=8))
+WITH_MIXER = ExtendedRestoreVARConfig.extending(MICRO, blur_expert=BlurExpertConfig(width=16, blocks=1, mixer_width=8))
 
 
 def test_an_untrained_mixer_keeps_the_detectors_rule():
     torch.manual_seed(0)
-    plain, mixed = BlurExpert(8, 16, 1), BlurExpert(8, 16, 1, mixer_width=8)
+    plain, mixed = expert_of(), expert_of(mixer_width=8)
     torch.nn.init.normal_(plain.deblur[-1].weight, std=0.1)
     torch.nn.init.normal_(plain.detector_head.weight)
     mixed.load_state_dict(plain.state_dict(), strict=False)
@@ -161,7 +163,7 @@ def test_an_untrained_mixer_keeps_the_detectors_rule():
 
 def test_the_mixer_moves_the_weights_of_the_refined_and_the_deblurred_latent():
     torch.manual_seed(0)
-    expert, (refined, degraded) = BlurExpert(8, 16, 1, mixer_width=8), latents()
+    expert, (refined, degraded) = expert_of(mixer_width=8), latents()
     torch.nn.init.normal_(expert.deblur[-1].weight, std=0.1)
     deblurred, p = expert.deblurred(degraded), expert.p_blur(degraded).view(-1, 1, 1, 1)
     with torch.no_grad():
@@ -174,16 +176,16 @@ def test_the_mixer_moves_the_weights_of_the_refined_and_the_deblurred_latent():
     assert delta.shape == (3, 2, 6, 6) and delta[:, :, 0, 0].sub(delta[:, :, 3, 3]).abs().min() > 0
 
 
-def test_a_mixer_needs_an_expert():
-    with pytest.raises(ConfigError, match="needs a blur expert"):
-        dataclasses.replace(MICRO.refiner, blur_expert_mixer_width=8).validate()
+def test_the_detector_needs_a_blur_class():
+    with pytest.raises(ConfigError, match="including 'blur'"):
+        BlurExpertConfig(classes=("haze", "none")).validate()
 
 
 @pytest.fixture(scope="module")
 def start_with_expert(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("expert")
-    RestoreVAR(WITH_EXPERT).save_pretrained(path)  # random micro weights stand in for the blur_expert stage's
+    ExtendedRestoreVAR(WITH_EXPERT).save_pretrained(path)  # random micro weights stand in for the blur_expert stage's
     return path
 
 
@@ -198,12 +200,12 @@ def test_mixer_stage_learns_to_distrust_a_bad_refiner_and_changes_nothing_else(s
     # a random refiner's latent is far from the clean one; the mixer learns to fall back on the degraded latent
     assert val["val_gain_db"] > val["val_gain_db_detector_rule"] + 3, val
 
-    model = RestoreVAR.from_pretrained(out)
-    assert model.config.refiner.blur_expert_mixer_width == 8
-    before, after = load_file(start_with_expert / "refiner.safetensors"), load_file(out / "refiner.safetensors")
-    assert all(torch.equal(before[k], after[k]) for k in before)  # the refiner and the expert are frozen
-    assert {k for k in after if k not in before} == {k for k in after if k.startswith("blur_expert.mixer.")} != set()
-    for name in ("tokenizer", "transformer"):
+    model = ExtendedRestoreVAR.from_pretrained(out)
+    assert model.config.extensions.blur_expert.mixer_width == 8
+    before, after = (load_file(d / "blur_expert.safetensors") for d in (start_with_expert, out))
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the expert itself is frozen
+    assert {k for k in after if k not in before} == {k for k in after if k.startswith("mixer.")} != set()
+    for name in ("tokenizer", "transformer", "refiner"):
         a, b = load_file(start_with_expert / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
@@ -211,6 +213,6 @@ def test_mixer_stage_learns_to_distrust_a_bad_refiner_and_changes_nothing_else(s
 def test_mixer_stage_needs_a_trained_expert_and_a_mixer_size(start, start_with_expert, tmp_path):
     with pytest.raises(ConfigError, match="trained blur expert"):
         build_stage(micro_config(tmp_path / "m", "mixer", start, model=WITH_MIXER.to_dict()).validate(), Dist())
-    with pytest.raises(ConfigError, match="blur_expert_mixer_width > 0"):
+    with pytest.raises(ConfigError, match="mixer_width > 0"):
         build_stage(micro_config(tmp_path / "m", "mixer", start_with_expert, model=WITH_EXPERT.to_dict()).validate(),
                     Dist())

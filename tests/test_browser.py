@@ -89,7 +89,7 @@ def test_upload_restore_download(golden_model, tmp_path):
 
 def main() -> None:
     """Write the docs screenshot: the page after restoring examples/haze.jpg at full resolution."""
-    from restorevar.models.restorevar.model import RestoreVAR
+    from restorevar.models.registry import load_model
 
     parser = argparse.ArgumentParser(description="screenshot of `restorevar serve` for docs/serve.md")
     parser.add_argument("--model", default=None, help="model folder or name (default: the bundled model)")
@@ -99,7 +99,7 @@ def main() -> None:
         upload = Path(folder) / HAZE.name
         shutil.copy(HAZE, upload)
         name = Path(args.model).name if args.model else "bundled default"
-        with serving(RestoreVAR.from_pretrained(args.model), name) as url, browser_page(1000, 1000) as page:
+        with serving(load_model(args.model), name) as url, browser_page(1000, 1000) as page:
             result = restore_on_page(page, url, upload, timeout_s=600)
             page.locator(".job .slider").fill("45")
             png = page.screenshot(full_page=True)

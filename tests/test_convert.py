@@ -9,7 +9,7 @@ from restorevar.models.checkpoint import CheckpointError
 from restorevar.cli.main import main
 from restorevar.models.restorevar.convert import convert_official, load_var_backbone
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.registry import get_preset
+from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.transformer import RestoreVARTransformer
 
 
@@ -36,7 +36,7 @@ def test_convert_command_writes_a_loadable_model(official_dir, tmp_path, golden_
     model = RestoreVAR.from_pretrained(tmp_path / "ours")
     inputs, expected = golden_restorevar
     result = model.restore_batch((inputs["degraded"] + 1) / 2, return_intermediates=True)
-    assert all(torch.equal(idx, expected[f"ar_idx_s{k}"]) for k, idx in enumerate(result.indices))
+    assert all(torch.equal(idx, expected[f"ar_idx_s{k}"]) for k, idx in enumerate(result.intermediates.indices))
 
 
 def test_missing_and_wrong_files_are_clear(official_dir, tmp_path, capsys):

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
-from restorevar.models.restorevar.config import ConfigError
+from restorevar.models.config import ConfigError
 from restorevar.data.layouts import paired_crop
 from restorevar.data.datasets import (
     DatasetError, PairedFolder, PaperJSON, SyntheticPairs, class_balanced_weights, degradation_labels,

@@ -2,8 +2,7 @@
 preset's architecture, and each bundled example comes out closer to its clean photo than it went in.
 
 The examples are held-out photos (examples/ATTRIBUTION.md), so this is a small held-out check; the full one is
-`benchmarks/heldout.py` (docs/default-model.md). No model is bundled yet (docs/default-model.md says why), so
-until one is, the whole module is skipped; these tests are the part of the bar a shipped model must pass here."""
+`benchmarks/heldout.py` (the model card, weights/restorevar-small/README.md)."""
 
 from __future__ import annotations
 
@@ -14,23 +13,20 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from restorevar.models import checkpoint
-from restorevar.models.restorevar.config import RestoreVARConfig
 from restorevar.evaluation.metrics import psnr
-from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.registry import BUNDLED_WEIGHTS, get_preset, resolve_model
+from restorevar.inference.pipeline import Restorer
+from restorevar.models.presets import get_preset
+from restorevar.models.registry import BUNDLED_WEIGHTS, load_config, load_model, resolve_model
 
-BUNDLED = BUNDLED_WEIGHTS / "small"
+BUNDLED = BUNDLED_WEIGHTS / "restorevar-small"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 KINDS = ("haze", "rain", "snow", "low_light", "blur")
 MAX_MB = 50
 
-pytestmark = pytest.mark.skipif(not (BUNDLED / checkpoint.CONFIG_FILE).is_file(),
-                                reason=f"no default model bundled in {BUNDLED} yet (docs/default-model.md)")
 
 
-def test_weights_are_fp16_safetensors_within_the_budget():
-    files = [BUNDLED / file for file in checkpoint.COMPONENT_FILES.values()]
+def test_weights_are_fp16_safetensors_within_the_budget(model):
+    files = [BUNDLED / file for file in model.weight_files().values()]
     for file in files:
         with safe_open(file, "pt") as f:
             dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
@@ -40,12 +36,12 @@ def test_weights_are_fp16_safetensors_within_the_budget():
 
 def test_no_model_named_means_the_bundled_one_with_the_small_architecture():
     assert resolve_model(None) == BUNDLED
-    assert RestoreVARConfig.load(BUNDLED / checkpoint.CONFIG_FILE) == get_preset("small")
+    assert load_config(BUNDLED) == get_preset("restorevar-small")
 
 
 @pytest.fixture(scope="module")
 def model():
-    return RestoreVAR.from_pretrained(None, device="cpu")
+    return load_model(None, device="cpu")
 
 
 def load(path: Path) -> np.ndarray:
@@ -55,6 +51,6 @@ def load(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_example_comes_out_closer_to_its_clean_photo(model, kind):
     degraded, clean = load(EXAMPLES / f"{kind}.jpg"), load(EXAMPLES / "clean" / f"{kind}.png")
-    restored = np.asarray(model.restore(EXAMPLES / f"{kind}.jpg"), dtype=np.float64) / 255
+    restored = np.asarray(Restorer(model).restore(EXAMPLES / f"{kind}.jpg"), dtype=np.float64) / 255
     assert restored.shape == degraded.shape
     assert psnr(restored, clean) > psnr(degraded, clean), kind

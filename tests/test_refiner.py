@@ -1,7 +1,7 @@
 import torch
 
 from conftest import assert_golden
-from restorevar.models.registry import get_preset
+from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.refiner import LatentRefiner
 
 
@@ -32,22 +32,3 @@ def test_paper_parameter_count():
     with torch.device("meta"):
         refiner = LatentRefiner(config.refiner, config.tokenizer, config.transformer)
     assert sum(p.numel() for p in refiner.parameters()) == 22_967_616
-
-
-def test_refine_degraded_reads_and_refines_the_degraded_latent(tiny_config):
-    import dataclasses
-
-    import pytest
-
-    config = dataclasses.replace(tiny_config.refiner, refine_degraded=True)
-    torch.manual_seed(0)
-    refiner = LatentRefiner(config, tiny_config.tokenizer, tiny_config.transformer)
-    B, Cv, side = 2, tiny_config.tokenizer.latent_channels, tiny_config.tokenizer.latent_size
-    f_hat, degraded = torch.randn(B, Cv, side, side), torch.randn(B, Cv, side, side)
-    hidden = torch.randn(B, tiny_config.tokenizer.num_tokens, tiny_config.transformer.width)
-    torch.testing.assert_close(refiner.refine_latent(f_hat, hidden, degraded), degraded)  # starts as the identity
-    torch.nn.init.normal_(refiner.proj_out.weight)
-    other = refiner.refine_latent(f_hat, hidden, degraded + 1) - 1
-    assert not torch.allclose(other, refiner.refine_latent(f_hat, hidden, degraded))  # it is also an input
-    with pytest.raises(ValueError, match="degraded"):
-        refiner.refine_latent(f_hat, hidden)

@@ -63,10 +63,13 @@ def test_resize_mode(model):
 
 
 def test_python_api_restores_pil_and_arrays_alike(model):
+    from restorevar.inference.pipeline import Restorer
+
+    restorer = Restorer(model)
     rgba = np.concatenate([(photo(70, 90) * 255).astype(np.uint8), np.full((70, 90, 1), 200, np.uint8)], axis=2)
-    out = model.restore(Image.fromarray(rgba, "RGBA"))
+    out = restorer.restore(Image.fromarray(rgba, "RGBA"))
     assert out.size == (90, 70) and out.mode == "RGBA" and (np.asarray(out)[..., 3] == 200).all()
-    grey = model.restore((photo(50, 40)[..., 0] * 255).astype(np.uint8))
+    grey = restorer.restore((photo(50, 40)[..., 0] * 255).astype(np.uint8))
     assert grey.size == (40, 50) and grey.mode == "L"
-    same = model.restore(Image.fromarray(rgba[..., :3]))
+    same = restorer.restore(Image.fromarray(rgba[..., :3]))
     np.testing.assert_array_equal(np.asarray(same), np.asarray(out)[..., :3])

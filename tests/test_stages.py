@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
 
-from restorevar.models.restorevar.config import ConfigError
+from restorevar.models.config import ConfigError
 from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.training.stages import build_stage
 from restorevar.training.config import TrainConfig
@@ -111,13 +111,13 @@ def test_tokenizer_continuous_share_decodes_the_first_images_from_f():
 
 
 def test_refine_degraded_refiner_trains_on_the_degraded_latent_and_beats_it(start, tmp_path):
-    import dataclasses
+    from restorevar.models.extensions.config import ExtendedRestoreVARConfig
 
     torch.set_num_threads(1)
-    model = dataclasses.replace(MICRO, refiner=dataclasses.replace(MICRO.refiner, refine_degraded=True))
+    model = ExtendedRestoreVARConfig.extending(MICRO, refine_degraded=True)
     out = tmp_path / "r"
     run(micro_config(out, "refiner", start, steps=30, lr=3e-3, val_every=30, model=model.to_dict()), dataset=Pairs())
-    assert RestoreVAR.from_pretrained(out).config.refiner.refine_degraded  # a new refiner, built from `model:`
+    assert RestoreVAR.from_pretrained(out).config.extensions.refine_degraded  # a new refiner, built from `model:`
     val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"val_l1"' in x][-1]
     assert val["val_l1"] < val["val_l1_degraded"], val
 

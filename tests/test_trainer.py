@@ -17,7 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from restorevar.models.restorevar.config import ConfigError, RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
+from restorevar.models.config import ConfigError
+
+from restorevar.models.restorevar.config import RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
 from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.training.trainer import StepBatchSampler, TrainConfig, lin0_lr, run, sampling_weights
 

@@ -2,7 +2,7 @@ import torch
 
 from conftest import assert_golden
 from restorevar.models.layers import rope_angles
-from restorevar.models.registry import get_preset
+from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.transformer import RestoreVARTransformer
 
 

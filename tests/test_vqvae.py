@@ -1,7 +1,7 @@
 import torch
 
 from conftest import assert_golden
-from restorevar.models.registry import get_preset
+from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.vqvae import VQVAE
 
 
@@ -41,7 +41,9 @@ def test_paper_parameter_count():
 def test_space_to_depth_stem_folds_patches_into_channels():
     import pytest
 
-    from restorevar.models.restorevar.config import ConfigError, TokenizerConfig
+    from restorevar.models.config import ConfigError
+
+    from restorevar.models.restorevar.config import TokenizerConfig
 
     config = TokenizerConfig(image_size=64, vocab_size=16, latent_channels=8, base_channels=16, channel_mult=(1, 2),
                              num_res_blocks=1, norm_groups=8, patch_size=4, patch_nums=(1, 2, 4, 8))
@@ -70,7 +72,9 @@ def linear_path_vqvae(latent_channels: int) -> VQVAE:
 def test_linear_path_starts_at_the_pca_of_the_patches():
     import pytest
 
-    from restorevar.models.restorevar.config import ConfigError, TokenizerConfig
+    from restorevar.models.config import ConfigError
+
+    from restorevar.models.restorevar.config import TokenizerConfig
     from restorevar.models.restorevar.vqvae import fit_linear_path
 
     g = torch.Generator().manual_seed(0)

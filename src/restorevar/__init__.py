@@ -1,21 +1,23 @@
 """RestoreVAR: all-in-one image restoration with visual autoregressive models.
 
-    from restorevar import RestoreVAR
-    model = RestoreVAR.from_pretrained()          # the bundled default model
-    model.restore("hazy.jpg").save("clean.png")
+    import restorevar
+    restorer = restorevar.Restorer.from_pretrained()     # the bundled default model
+    restorer.restore("hazy.jpg").save("clean.png")
+    model = restorevar.from_pretrained("restorevar-small")  # the bare model: model.restore_batch(images_B3HW)
 """
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "RestoreVAR": "models.restorevar.model",
-    "Restoration": "models.restorevar.model",
-    "RestoreVARConfig": "models.restorevar.config",
-    "TokenizerConfig": "models.restorevar.config",
-    "TransformerConfig": "models.restorevar.config",
-    "RefinerConfig": "models.restorevar.config",
-    "get_preset": "models.registry",
-    "list_presets": "models.registry",
+    "from_pretrained": ("models.registry", "load_model"),
+    "list_models": ("models.registry", "list_models"),
+    "Restorer": ("inference.pipeline", "Restorer"),
+    "Restoration": ("models.interface", "Restoration"),
+    "RestoreVAR": ("models.restorevar.model", "RestoreVAR"),
+    "ExtendedRestoreVAR": ("models.extensions.model", "ExtendedRestoreVAR"),
+    "RestoreVARConfig": ("models.restorevar.config", "RestoreVARConfig"),
+    "get_preset": ("models.presets", "get_preset"),
+    "list_presets": ("models.presets", "list_presets"),
 }
 __all__ = list(_LAZY)
 
@@ -25,5 +27,6 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
     raise AttributeError(f"module 'restorevar' has no attribute {name!r}")

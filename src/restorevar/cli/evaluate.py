@@ -85,7 +85,7 @@ def add_analyze_parser(commands, example: str = ANALYZE_EXAMPLE) -> argparse.Arg
 
 def evaluate_command(args) -> int:
     from restorevar.evaluation.evaluate import EvalOptions, evaluate, make_convention, parse_data_spec
-    from restorevar.models.restorevar.model import RestoreVAR
+    from restorevar.models.registry import load_model
     from restorevar.evaluation.report import format_table, write_report
 
     options = EvalOptions(
@@ -97,7 +97,7 @@ def evaluate_command(args) -> int:
         log.warning("--mode paper with convention %s: the numbers are not the paper's protocol",
                     options.convention.name)
     specs = [parse_data_spec(text) for text in args.data]
-    model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
     result = evaluate(model, specs, options, model_name=args.model or "default", progress=not args.no_progress)
     if not result.records:
         log.error("no images were evaluated")
@@ -114,9 +114,9 @@ def evaluate_command(args) -> int:
 def analyze_command(args) -> int:
     from restorevar.evaluation.analyze import analysis_grid, analyze_files, default_grid_path
     from restorevar.images.save import save_image
-    from restorevar.models.restorevar.model import RestoreVAR
+    from restorevar.models.registry import load_model
 
-    model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
     analysis, info = analyze_files(model, args.degraded, args.clean, coarse_scales=args.swap_scales,
                                    with_restored=args.restored)
     grid_path = args.output or default_grid_path(args.degraded)

@@ -91,7 +91,8 @@ def convert_command(args) -> int:
     from restorevar.models.checkpoint import load_strict
     from restorevar.models.restorevar.convert import convert_official, find_official_files
     from restorevar.models.restorevar.model import RestoreVAR
-    from restorevar.models.registry import get_preset
+
+    from restorevar.models.presets import get_preset
 
     vae_file, var_file = find_official_files(args.official_dir, args.vae, args.var)
     preset = get_preset(args.preset) if args.preset else None
@@ -110,17 +111,17 @@ def bench_command(args) -> int:
     import torch
 
     from restorevar.evaluation.bench import benchmark
-    from restorevar.models.restorevar.model import RestoreVAR
-    from restorevar.models.registry import get_preset
+    from restorevar.models.presets import get_preset
+    from restorevar.models.registry import build_model, load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.preset:
         torch.manual_seed(0)
-        model = RestoreVAR(get_preset(args.preset)).prepare_for_inference(device=args.device, dtype=args.dtype)
+        model = build_model(get_preset(args.preset)).prepare_for_inference(device=args.device, dtype=args.dtype)
         label = f"{args.preset}-random"
     else:
-        model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+        model = load_model(args.model, device=args.device, dtype=args.dtype)
         label = Path(args.model).name if args.model else "default"
     if args.compile:
         from restorevar.evaluation.speed import compile_model

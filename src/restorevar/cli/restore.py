@@ -44,10 +44,11 @@ def restore_command(args) -> int:
     from tqdm import tqdm
 
     from restorevar.inference.folders import restore_paths
-    from restorevar.models.restorevar.model import RestoreVAR
     from restorevar.inference.restorer import RestoreOptions
 
-    model = RestoreVAR.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    from restorevar.models.registry import load_model
+
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
     check_options(args, model.image_size)
     options = RestoreOptions(tile=args.tile, overlap=args.overlap, resize=args.resize, batch_size=args.batch_size)
     bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, delay=0.5)

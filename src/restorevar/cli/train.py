@@ -96,7 +96,7 @@ def train_command(args) -> int:
         logging.getLogger().setLevel(logging.WARNING)  # logs and progress from rank 0 only
     config = config_from_args(args)
     if not config.data:
-        from restorevar.models.restorevar.config import ConfigError
+        from restorevar.models.config import ConfigError
 
         raise ConfigError("no training data: pass --data PATH or set `data:` in --config")
     metrics = run(config).metrics

@@ -115,7 +115,7 @@ def analyze_pair(model, degraded_3SS: torch.Tensor, clean_3SS: torch.Tensor, *, 
     if with_restored:
         restoration = model.restore_batch(pair_23SS[:1], return_intermediates=True)
         images["restored"] = restoration.image_B3HW[0].cpu()
-        tokens["restored"] = [t.to(degraded[0].device) for t in restoration.indices]
+        tokens["restored"] = [t.to(degraded[0].device) for t in restoration.intermediates.indices]
         agreement["restored vs clean"] = token_agreement(tokens["restored"], clean)
         agreement["restored vs degraded"] = token_agreement(tokens["restored"], degraded)
     return ScaleAnalysis(patch_nums, k, images, tokens, agreement)

@@ -39,6 +39,6 @@ def dtype_agreement(model, images_B3HW: torch.Tensor, dtype: torch.dtype) -> dic
     fast.compute_dtype = dtype
     ref = reference.restore_batch(images_B3HW, return_intermediates=True)
     out = fast.restore_batch(images_B3HW, return_intermediates=True)
-    same = [(a == b).float().mean().item() for a, b in zip(ref.indices, out.indices)]
+    same = [(a == b).float().mean().item() for a, b in zip(ref.intermediates.indices, out.intermediates.indices)]
     mse = (ref.image_B3HW - out.image_B3HW).square().mean().item()
     return {"identical_tokens_per_scale": same, "psnr_vs_fp32_db": math.inf if mse == 0 else -10 * math.log10(mse)}

@@ -13,8 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-COMPONENT_FILES = {"vqvae": "tokenizer.safetensors", "transformer": "transformer.safetensors",
-                   "refiner": "refiner.safetensors"}
+
 CONFIG_FILE = "config.json"
 
 

@@ -216,9 +216,9 @@ def create_server(config: ServeConfig, model=None, *, name: str = "custom") -> R
     if config.concurrency < 1 or config.queue_size < 1 or config.max_upload_mb <= 0:
         raise ValueError("--concurrency and --queue-size must be >= 1 and --max-upload-mb > 0")
     if model is None:
-        from restorevar.models.restorevar.model import RestoreVAR
+        from restorevar.models.registry import load_model
 
-        model, name = RestoreVAR.from_pretrained(config.model), config.model or "default"
+        model, name = load_model(config.model), config.model or "default"
     if not _is_loopback(config.host):
         log.warning("listening on %s: anyone who can reach this address can use the server; "
                     "use --host 127.0.0.1 unless you mean it", config.host)

@@ -145,7 +145,7 @@ def analysis_image(model, loaded):
     with torch.no_grad():
         restoration = model.restore_batch(photo_13SS, return_intermediates=True)
         own = vqvae.tokenize(photo_13SS * 2 - 1)
-        generated = [t.to(own[0].device) for t in restoration.indices]
+        generated = [t.to(own[0].device) for t in restoration.intermediates.indices]
         prefixes = [vqvae.quantizer.indices_to_fhat(tokens[:k], vqvae.config.latent_size)
                     for tokens in (own, generated) for k in range(1, len(own) + 1)]
         decoded = torch.cat([vqvae.decode_latent(torch.cat(prefixes[i:i + 4]))  # 4 at a time: bounded memory

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from restorevar.models.restorevar.config import ConfigError, reject_unknown_keys
+from restorevar.models.config import ConfigError, reject_unknown_keys
 
 STAGES = ("tokenizer", "transformer", "refiner", "decoder", "blur_expert", "mixer")
 REFINER_LOSSES = ("l1", "log_mse")

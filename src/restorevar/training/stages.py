@@ -43,12 +43,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorevar.models import checkpoint
-from restorevar.models.extensions.blur_expert import BLUR, DETECTED
-from restorevar.models.restorevar.config import ConfigError, RefinerConfig, RestoreVARConfig
+from restorevar.models.config import ConfigError
+from restorevar.models.extensions.config import ExtendedRestoreVARConfig
+from restorevar.models.migration import split_legacy_refiner
+from restorevar.models.presets import get_preset
+from restorevar.models.registry import build_model as build_model_of, config_from_dict, load_config
+from restorevar.models.restorevar.config import RestoreVARConfig
 from restorevar.training.losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hinge_d_loss,
                      hinge_g_loss, l1_loss, multiscale_vq, ssim)
 from restorevar.training.perceptual import PerceptualLoss
-from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.restorevar.model import RestoreVAR, as_tokens
 from restorevar.training.trainer import Dist, TrainConfig, ValResult, mix_seed, weight_decay_groups
 from restorevar.models.restorevar.vqvae import fit_linear_decoder, fit_linear_path, to_unit
 
@@ -62,7 +66,7 @@ LOSS_DEFAULTS = {
 LOADED = {"tokenizer": ("vqvae",), "transformer": ("vqvae",), "refiner": ("vqvae", "transformer"),
           "decoder": ("vqvae", "transformer", "refiner"), "blur_expert": ("vqvae", "transformer", "refiner"),
           "mixer": ("vqvae", "transformer", "refiner")}
-NEW_PARTS = {"blur_expert": "blur_expert.", "mixer": "blur_expert.mixer."}  # refiner keys a stage may add
+NEW_PARTS = {"blur_expert": "", "mixer": "mixer."}  # blur-expert keys a stage may add (all of them, or the mixer's)
 PCA_IMAGES = 64  # 64 crops of 256² give 16k patches of 16×16: plenty for a 768-dim covariance
 BASE_LR_AT_48 = 1e-4  # the paper's peak lr at global batch 48, scaled linearly
 
@@ -81,10 +85,7 @@ def clean_crops(dataset, device: torch.device) -> torch.Tensor:
 
 def build_model(config: TrainConfig) -> RestoreVAR:
     """Components the stage reads come from `init` with its config; new ones from `model`/`preset`."""
-    from restorevar.models.registry import get_preset
-
-    wanted = RestoreVARConfig.from_dict(config.model) if config.model else (
-        get_preset(config.preset) if config.preset else None)
+    wanted = config_from_dict(config.model) if config.model else (get_preset(config.preset) if config.preset else None)
     loaded = LOADED[config.stage]
     if config.init is None:
         if config.stage != "tokenizer":
@@ -94,21 +95,22 @@ def build_model(config: TrainConfig) -> RestoreVAR:
             raise ConfigError(f"the {config.stage} stage needs the previous stage's output folder: {flag} DIR")
         if wanted is None:
             raise ConfigError("no architecture: pass --preset NAME, a `model:` section, or --init DIR")
-        return RestoreVAR(wanted)
-    base = RestoreVARConfig.load(Path(config.init) / checkpoint.CONFIG_FILE)
+        return build_model_of(wanted)
+    base = load_config(config.init)
     if config.stage in NEW_PARTS:  # everything from `init`, but the new part's size from the preset
         add_part = with_mixer if config.stage == "mixer" else with_blur_expert
-        final = base if wanted is None else add_part(base, wanted.refiner)
+        final = base if wanted is None else add_part(base, wanted)
     else:
         final = base if wanted is None else replace(
             wanted,
             **{"tokenizer": base.tokenizer, **({"transformer": base.transformer} if "transformer" in loaded else {})})
-    model = RestoreVAR(final.validate())
-    for name, file in checkpoint.COMPONENT_FILES.items():
+    model = build_model_of(final.validate())
+    states = read_init_states(model, Path(config.init))
+    for name, file in model.weight_files().items():
         module = getattr(model, name)
-        state = {k: v.float() for k, v in checkpoint.read_safetensors(Path(config.init) / file).items()}
+        state = states.get(name, {})
         new = NEW_PARTS.get(config.stage)
-        if name == "refiner" and new and not any(k.startswith(new) for k in state):  # a new expert or mixer
+        if name == "blur_expert" and new is not None and not any(k.startswith(new) for k in state):  # a new part
             state |= {k: v for k, v in module.state_dict().items() if k.startswith(new)}
         fits = all(k in state and state[k].shape == v.shape for k, v in module.state_dict().items())
         if name in loaded or fits:  # components this stage does not train: copied when they fit
@@ -118,22 +120,42 @@ def build_model(config: TrainConfig) -> RestoreVAR:
     return model
 
 
-def with_mixer(base: RestoreVARConfig, wanted: RefinerConfig) -> RestoreVARConfig:
+def read_init_states(model: RestoreVAR, init: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights of the input folder that exist (a new part has none yet), older layouts split."""
+    states = {name: {k: v.float() for k, v in checkpoint.read_safetensors(init / file).items()}
+              for name, file in model.weight_files().items() if (init / file).is_file()}
+    if "refiner" in states and "blur_expert" not in states:
+        states["refiner"], legacy_expert = split_legacy_refiner(states["refiner"])
+        if legacy_expert:
+            states["blur_expert"] = legacy_expert
+    return states
+
+
+def extensions_of(config: RestoreVARConfig):
+    return config.extensions if isinstance(config, ExtendedRestoreVARConfig) else None
+
+
+def with_mixer(base: RestoreVARConfig, wanted: RestoreVARConfig) -> RestoreVARConfig:
     """`base` (with its trained blur expert) plus the mixer's size from `wanted`."""
-    if not (base.refiner.blur_expert_width and wanted.blur_expert_mixer_width):
+    have, want = extensions_of(base), extensions_of(wanted)
+    if not (have and have.blur_expert and want and want.blur_expert and want.blur_expert.mixer_width):
         raise ConfigError("the mixer stage needs a model with a trained blur expert (the blur_expert stage's "
-                          "output) and a preset or `model:` with blur_expert_mixer_width > 0 (e.g. --preset small)")
-    return replace(base, refiner=replace(base.refiner, blur_expert_mixer_width=wanted.blur_expert_mixer_width))
+                          "output) and a preset or `model:` with a blur expert's mixer_width > 0 (e.g. --preset small)")
+    expert = replace(have.blur_expert, mixer_width=want.blur_expert.mixer_width)
+    return replace(base, extensions=replace(have, blur_expert=expert))
 
 
-def with_blur_expert(base: RestoreVARConfig, wanted: RefinerConfig) -> RestoreVARConfig:
+def with_blur_expert(base: RestoreVARConfig, wanted: RestoreVARConfig) -> RestoreVARConfig:
     """`base` with the blur expert's size from `wanted`."""
-    if not wanted.blur_expert_width:
-        raise ConfigError("the blur_expert stage needs a preset or `model:` whose refiner has blur_expert_width > 0 "
+    want = extensions_of(wanted)
+    if not (want and want.blur_expert):
+        raise ConfigError("the blur_expert stage needs a preset or `model:` with extensions.blur_expert "
                           "(e.g. --preset small)")
-    refiner = replace(base.refiner, blur_expert_width=wanted.blur_expert_width,
-                      blur_expert_blocks=wanted.blur_expert_blocks)
-    return replace(base, refiner=refiner)
+    have = extensions_of(base)
+    if have is None:
+        base, have = ExtendedRestoreVARConfig.extending(base), ExtendedRestoreVARConfig().extensions
+    mixer_width = have.blur_expert.mixer_width if have.blur_expert else 0
+    return replace(base, extensions=replace(have, blur_expert=replace(want.blur_expert, mixer_width=mixer_width)))
 
 
 class Stage:
@@ -219,11 +241,8 @@ class Stage:
 
     @torch.no_grad()
     def generate(self, degraded: torch.Tensor):
-        """Greedy rollout of the frozen transformer, and the degraded latent if the refiner reads it."""
-        vqvae = self.model.vqvae
-        cond_BChw = vqvae.encode_continuous(degraded)
-        gen = self.model.transformer.generate(cond_BChw.flatten(2).transpose(1, 2), vqvae.quantizer)
-        return gen, (vqvae.quant_conv(cond_BChw) if self.model.config.refiner.refine_degraded else None)
+        """The pipeline's latents up to the refiner: greedy rollout of the frozen transformer."""
+        return self.model.forward_latents(degraded, refine=False)
 
 
 class GANMixin:
@@ -415,26 +434,22 @@ class RefinerStage(Stage):
     def rollout(self, batch):
         """Greedy generation of the frozen transformer (eval mode) and the clean target latent."""
         degraded, clean = self.images(batch)
-        gen, degraded_latent = self.generate(degraded)
-        return gen, degraded_latent, self.model.vqvae.encode_latent(clean)
+        return self.generate(degraded), self.model.vqvae.encode_latent(clean)
 
     def compute_loss(self, batch, step, wrapped):
-        gen, degraded_latent, target = self.rollout(batch)
-        as_tokens = lambda m: None if m is None else m.flatten(2).transpose(1, 2)  # noqa: E731
-        tokens = wrapped["refiner"](as_tokens(gen.f_hat_BChw), gen.hidden_BLC, as_tokens(degraded_latent))  # DDP
+        intermediates, target = self.rollout(batch)
+        tokens = wrapped["refiner"](*self.model.refiner_inputs(intermediates))  # through the DDP wrapper
         return {"loss": self.loss_fn(tokens, as_tokens(target))}
 
     def validate(self, batch):
-        gen, degraded_latent, target = self.rollout(batch)
-        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC, degraded_latent)
+        intermediates, target = self.rollout(batch)
+        refined = self.model.refine_latent(intermediates)
+        f_hat, degraded_latent = intermediates.f_hat_BChw, intermediates.degraded_latent_BChw
         decode = self.model.vqvae.decode_latent
-        metrics = {"l1": float(l1_loss(refined, target)), "l1_unrefined": float(l1_loss(gen.f_hat_BChw, target)),
-                   "log_mse": float(log_mse(refined, target))}
-        if degraded_latent is not None:
-            metrics["l1_degraded"] = float(l1_loss(degraded_latent, target))
-            metrics["log_mse_degraded"] = float(log_mse(degraded_latent, target))
-        return ValResult(metrics,
-                         [batch["degraded"], to_unit(decode(gen.f_hat_BChw)), to_unit(decode(refined)), batch["clean"]])
+        metrics = {"l1": float(l1_loss(refined, target)), "l1_unrefined": float(l1_loss(f_hat, target)),
+                   "log_mse": float(log_mse(refined, target)), "l1_degraded": float(l1_loss(degraded_latent, target)),
+                   "log_mse_degraded": float(log_mse(degraded_latent, target))}
+        return ValResult(metrics, [batch["degraded"], to_unit(decode(f_hat)), to_unit(decode(refined)), batch["clean"]])
 
 
 
@@ -475,8 +490,7 @@ class DecoderStage(GANMixin, Stage):
         degraded, clean = self.images(batch)
         vqvae = self.model.vqvae
         if self.config.latent_source == "refiner":
-            gen, degraded_latent = self.generate(degraded)
-            return self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC, degraded_latent)
+            return self.model.forward_latents(degraded).latent_BChw
         f = vqvae.encode_latent(clean)
         f_hat = vqvae.quantizer.encode(f)[1][-1]
         a = torch.rand(len(f), 1, 1, 1, device=f.device)
@@ -532,7 +546,7 @@ class LatentPool:
 
 
 class BlurExpertStage(Stage):
-    """Ours. All else frozen. The detector learns the degradation of the degraded latent (CE over DETECTED, all
+    """Ours. All else frozen. The detector learns the degradation of the degraded latent (CE over its classes, all
     crops); the deblurring CNN learns the clean latent of blurred crops (log MSE). Both draw from pools of
     encoded crops that each step's batch refreshes."""
 
@@ -541,9 +555,9 @@ class BlurExpertStage(Stage):
 
     def __init__(self, config, env, model):
         super().__init__(config, env, model)
-        if model.refiner.blur_expert is None:
-            raise ConfigError("this model has no blur expert (refiner.blur_expert_width = 0); pass --preset small")
-        self.forward_module = BlurExpertForward(model.refiner.blur_expert).requires_grad_(True)
+        if getattr(model, "blur_expert", None) is None:
+            raise ConfigError("this model has no blur expert (extensions.blur_expert); pass --preset small")
+        self.forward_module = BlurExpertForward(model.blur_expert).requires_grad_(True)
         self.pool, self.blur_pool = LatentPool(self.POOL), LatentPool(self.BLUR_POOL)
 
     def trainables(self):
@@ -551,13 +565,13 @@ class BlurExpertStage(Stage):
 
     @torch.no_grad()
     def latents(self, batch):
-        """The degraded latent of every crop, its label (index in DETECTED, −1 if not detected), whether it is
-        blurred, and the clean latent of the blurred ones."""
+        """The degraded latent of every crop, its label (index in the expert's classes, −1 if not one of them),
+        whether it is blurred, and the clean latent of the blurred ones."""
         degraded, clean = self.images(batch)
-        vqvae = self.model.vqvae
+        vqvae, classes = self.model.vqvae, self.model.blur_expert.config.classes
         kinds = batch["degradation"]
-        labels = torch.tensor([DETECTED.index(k) if k in DETECTED else -1 for k in kinds], device=degraded.device)
-        is_blur = labels == BLUR
+        labels = torch.tensor([classes.index(k) if k in classes else -1 for k in kinds], device=degraded.device)
+        is_blur = labels == self.model.blur_expert.blur_class
         target = vqvae.encode_latent(clean[is_blur]) if is_blur.any() else None  # the encoder takes no empty batch
         return vqvae.quant_conv(vqvae.encode_continuous(degraded)), labels, is_blur, target
 
@@ -576,10 +590,10 @@ class BlurExpertStage(Stage):
         return {"loss": losses["detect"] + losses["deblur"], **losses}
 
     def validate(self, batch):
-        expert = self.model.refiner.blur_expert
+        expert = self.model.blur_expert
         degraded_latent, labels, is_blur, target = self.latents(batch)
         logits = expert.kind_logits(degraded_latent)
-        p_blur = logits.softmax(1)[:, BLUR]
+        p_blur = logits.softmax(1)[:, expert.blur_class]
         metrics = {"detect_accuracy": float((logits.argmax(1) == labels).float().mean()),
                    "blur_accuracy": float(((p_blur > 0.5) == is_blur).float().mean())}
         if is_blur.any():  # latent PSNR gain of the deblurred over the degraded latent, blurred crops only
@@ -614,9 +628,9 @@ class MixerStage(Stage):
 
     def __init__(self, config, env, model):
         super().__init__(config, env, model)
-        expert = model.refiner.blur_expert
+        expert = getattr(model, "blur_expert", None)
         if expert is None or expert.mixer is None:
-            raise ConfigError("this model has no mixer (refiner.blur_expert_mixer_width = 0); pass --preset small")
+            raise ConfigError("this model has no mixer (extensions.blur_expert.mixer_width = 0); pass --preset small")
         expert.mixer.requires_grad_(True)
         self.forward_module = MixerForward(expert)  # only the mixer's parameters require grad
         self.pool = LatentPool(self.POOL)
@@ -629,12 +643,9 @@ class MixerStage(Stage):
         """What the mixer reads (the refined, degraded and deblurred latents, the detector's belief), as the
         pipeline computes it, and the clean latent."""
         degraded, clean = self.images(batch)
-        vqvae = self.model.vqvae
-        cond_BChw = vqvae.encode_continuous(degraded)
-        gen = self.model.transformer.generate(cond_BChw.flatten(2).transpose(1, 2), vqvae.quantizer)
-        degraded_latent = vqvae.quant_conv(cond_BChw)  # the expert reads it even where the refiner does not
-        refined = self.model.refiner.refine_latent(gen.f_hat_BChw, gen.hidden_BLC, degraded_latent)
-        expert = self.model.refiner.blur_expert
+        intermediates = self.generate(degraded)
+        refined, degraded_latent = self.model.refine_latent(intermediates), intermediates.degraded_latent_BChw
+        vqvae, expert = self.model.vqvae, self.model.blur_expert
         kind_probs = expert.kind_logits(degraded_latent).softmax(1)
         return refined, degraded_latent, expert.deblurred(degraded_latent), kind_probs, vqvae.encode_latent(clean)
 
@@ -650,7 +661,7 @@ class MixerStage(Stage):
     def validate(self, batch):
         refined, degraded_latent, deblurred, kind_probs, clean = self.latents(batch)
         mixed = self.forward_module(refined, degraded_latent, deblurred, kind_probs)
-        rule = refined + kind_probs[:, BLUR].view(-1, 1, 1, 1) * (deblurred - refined)
+        rule = refined + kind_probs[:, self.model.blur_expert.blur_class].view(-1, 1, 1, 1) * (deblurred - refined)
         mse = lambda latent: (latent - clean).square().flatten(1).mean(1)  # noqa: E731
         degraded = mse(degraded_latent) > 0  # an undegraded crop's latent is the clean one: no gain to measure
         gain = lambda latent: float(10 * torch.log10(mse(degraded_latent) / mse(latent))[degraded].mean())  # noqa: E731

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from restorevar.models.checkpoint import CheckpointError, atomic_write, read_safetensors, save_json, save_state_dict
-from restorevar.models.restorevar.config import ConfigError
+from restorevar.models.config import ConfigError
 from restorevar.training.config import TrainConfig
 
 log = logging.getLogger(__name__)

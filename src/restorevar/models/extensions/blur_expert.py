@@ -2,7 +2,7 @@
 refiner's.
 
 The small refiner corrects tone (haze, low light, casts) but has not learned to deblur, and on pale blurred photos
-it applies a haze correction (docs/default-model.md, sessions 4–9). Two small convolutional nets on the degraded
+it applies a haze correction (docs/design-notes.md). Two small convolutional nets on the degraded
 latent d fix that: a detector gives p = P(blur | d) (a softmax over the five kinds and "none"), and a residual
 CNN deblurs, e = d + cnn(d). The latent that is decoded is d + a·(r − d) + b·(e − d). By default a = 1 − p and
 b = p: the expected latent under the detector's belief, r + p·(e − r). Trained on their own by the `blur_expert`
@@ -20,22 +20,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from restorevar.data.degradations import DEGRADATIONS
+from restorevar.models.extensions.config import BlurExpertConfig
 from restorevar.models.restorevar.vqvae import ResnetBlock, group_norm
 
 GROUPS = 8
-DETECTED = (*DEGRADATIONS, "none")  # the detector tells all of them apart, which teaches it more than blur-or-not
-BLUR = DETECTED.index("blur")
 
 
 class Mixer(nn.Module):
     """Corrections (Δa, Δb) to the detector's weights: a global part from each map's per-channel mean and spread
     and the detector's log-probabilities, plus a local part from a small CNN on the maps."""
 
-    def __init__(self, latent_channels: int, width: int):
+    def __init__(self, latent_channels: int, width: int, num_classes: int):
         super().__init__()
         C, M = latent_channels, width
-        self.global_net = nn.Sequential(nn.Linear(6 * C + len(DETECTED), M), nn.SiLU(), nn.Linear(M, M), nn.SiLU(),
+        self.global_net = nn.Sequential(nn.Linear(6 * C + num_classes, M), nn.SiLU(), nn.Linear(M, M), nn.SiLU(),
                                         nn.Linear(M, 2))
         self.local_net = nn.Sequential(nn.Conv2d(3 * C, M, 3, padding=1), nn.SiLU(),
                                        nn.Conv2d(M, M, 3, padding=1), nn.SiLU(), nn.Conv2d(M, 2, 3, padding=1))
@@ -50,19 +48,23 @@ class Mixer(nn.Module):
 
 
 class BlurExpert(nn.Module):
-    def __init__(self, latent_channels: int, width: int, blocks: int, mixer_width: int = 0):
+    def __init__(self, latent_channels: int, config: BlurExpertConfig):
         super().__init__()
-        C, W = latent_channels, width
+        config.validate()
+        self.config = config
+        # the detector tells all the classes apart, which teaches it more than blur-or-not
+        self.blur_class = config.classes.index("blur")
+        C, W, blocks, mixer_width = latent_channels, config.width, config.blocks, config.mixer_width
         # the detector: two stride-2 convolutions, then the mean and spread of each feature over the map
         self.detector = nn.Sequential(
             nn.Conv2d(C, W, 3, padding=1), nn.SiLU(),
             nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
         )
-        self.detector_head = nn.Linear(2 * W, len(DETECTED))
+        self.detector_head = nn.Linear(2 * W, len(config.classes))
         with torch.no_grad():  # untrained, p(blur) ≈ 0.004: nearly a no-op; random weights, so that it learns
             self.detector_head.bias.zero_()
-            self.detector_head.bias[BLUR] = -4.0
+            self.detector_head.bias[self.blur_class] = -4.0
         self.deblur = nn.Sequential(
             nn.Conv2d(C, W, 3, padding=1),
             *(ResnetBlock(W, W, GROUPS) for _ in range(blocks)),
@@ -71,15 +73,15 @@ class BlurExpert(nn.Module):
         )
         nn.init.zeros_(self.deblur[-1].weight)  # starts as the identity on d
         nn.init.zeros_(self.deblur[-1].bias)
-        self.mixer = Mixer(C, mixer_width) if mixer_width else None
+        self.mixer = Mixer(C, mixer_width, len(config.classes)) if mixer_width else None
 
     def kind_logits(self, degraded_BChw: torch.Tensor) -> torch.Tensor:
-        """(B, len(DETECTED)) logits of the degradation, from the degraded latent."""
+        """(B, len(classes)) logits of the degradation, from the degraded latent."""
         h_BWhw = self.detector(degraded_BChw)
         return self.detector_head(torch.cat([h_BWhw.mean((2, 3)), h_BWhw.std((2, 3))], 1))
 
     def p_blur(self, degraded_BChw: torch.Tensor) -> torch.Tensor:
-        return self.kind_logits(degraded_BChw).softmax(1)[:, BLUR]
+        return self.kind_logits(degraded_BChw).softmax(1)[:, self.blur_class]
 
     def deblurred(self, degraded_BChw: torch.Tensor) -> torch.Tensor:
         return degraded_BChw + self.deblur(degraded_BChw)
@@ -93,7 +95,7 @@ class BlurExpert(nn.Module):
         """d + a·(r − d) + b·(e − d), given the deblurred latent e and the detector's belief."""
         d = degraded_BChw
         to_refined, to_deblurred = refined_BChw - d, deblurred_BChw - d
-        p_blur = kind_probs_BK[:, BLUR].view(-1, 1, 1, 1)
+        p_blur = kind_probs_BK[:, self.blur_class].view(-1, 1, 1, 1)
         a_B1hw, b_B1hw = 1 - p_blur, p_blur
         if self.mixer is not None:
             delta_B2hw = self.mixer(torch.cat([d, to_refined, to_deblurred], 1), kind_probs_BK)

@@ -1,4 +1,4 @@
-"""Typed configs for the three RestoreVAR components, with a strict JSON round trip.
+"""Typed configs for the three RestoreVAR components (the paper's model), with a strict JSON round trip.
 
 Shared quantities (vocabulary, latent channels, patch schedule, native image size) live in
 `TokenizerConfig` only; the transformer and the refiner read them from there, so they can never
@@ -11,11 +11,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-
-class ConfigError(ValueError):
-    """A config that cannot describe a working model."""
+from restorevar.models.config import ConfigError, build_dataclass, read_json
 
 
 @dataclass(frozen=True)
@@ -111,19 +109,6 @@ class RefinerConfig:
     width: int = 384
     num_heads: int = 6
     mlp_dim: int = 768
-    # ours, False in the paper: also read the degraded image's latent and refine *it* (the residual base),
-    # so a briefly trained transformer cannot lose the scene; the CPU default needs this
-    refine_degraded: bool = False
-    # ours, False in the paper: add back the part of the input the tokenizer cannot represent,
-    # x − D(E(x)), so the output is not capped at the tokenizer's reconstruction (~30 dB for `small`)
-    add_input_detail: bool = False
-    # ours, 0 in the paper: > 0 adds a blur detector and a deblurring CNN of this width on the degraded latent,
-    # trained by the `blur_expert` stage (blur_expert.py)
-    blur_expert_width: int = 0
-    blur_expert_blocks: int = 4
-    # ours: > 0 adds the expert's mixer of this width, which weighs the refined, degraded and deblurred latents
-    # per position; trained by the `mixer` stage (blur_expert.py)
-    blur_expert_mixer_width: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -132,16 +117,14 @@ class RefinerConfig:
     def validate(self) -> None:
         if self.width % self.num_heads:
             raise ConfigError(f"refiner width {self.width} is not divisible by num_heads {self.num_heads}")
-        if self.blur_expert_width < 0 or self.blur_expert_width % 8 or self.blur_expert_blocks < 0:
-            raise ConfigError(f"blur_expert_width must be 0 (none) or a multiple of 8, and blur_expert_blocks ≥ 0; "
-                              f"got {self.blur_expert_width} and {self.blur_expert_blocks}")
-        if self.blur_expert_mixer_width < 0 or (self.blur_expert_mixer_width and not self.blur_expert_width):
-            raise ConfigError(f"blur_expert_mixer_width must be ≥ 0 and needs a blur expert (blur_expert_width > 0); "
-                              f"got {self.blur_expert_mixer_width} with blur_expert_width {self.blur_expert_width}")
 
 
 @dataclass(frozen=True)
 class RestoreVARConfig:
+    """The paper's model. `config.json` = `to_dict()`: the model type, then one section per component."""
+
+    model_type: ClassVar[str] = "restorevar"
+
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
@@ -153,27 +136,22 @@ class RestoreVARConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"model_type": self.model_type, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RestoreVARConfig:
-        reject_unknown_keys(data, cls, "config")
-        parts = {}
-        for f in dataclasses.fields(cls):
-            sub_cls = f.default_factory  # the sub-config class
-            parts[f.name] = _build(sub_cls, data.get(f.name, {}), f.name)
-        return cls(**parts).validate()
+        data = dict(data)
+        model_type = data.pop("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ConfigError(f"config is for model type {model_type!r}, not {cls.model_type!r}")
+        return build_dataclass(cls, data, "config").validate()
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> RestoreVARConfig:
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON: {e}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path))
 
 
 def check_patch_nums(patch_nums: tuple[int, ...], latent_size: int) -> None:
@@ -185,22 +163,3 @@ def check_patch_nums(patch_nums: tuple[int, ...], latent_size: int) -> None:
             f"patch_nums {tuple(patch_nums)} ends at {patch_nums[-1]}, but the latent is "
             f"{latent_size}×{latent_size}; the last entry must equal the latent side"
         )
-
-
-def reject_unknown_keys(data: dict[str, Any], cls: type, where: str) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    reject_unknown_keys(data, cls, where)
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            value = data[f.name]
-            values[f.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**values)

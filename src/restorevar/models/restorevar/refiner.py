@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restorevar.models.extensions.blur_expert import BlurExpert
 from restorevar.models.restorevar.config import RefinerConfig, TokenizerConfig, TransformerConfig
 from restorevar.models.layers import MLP
 
@@ -93,41 +92,26 @@ class LatentRefiner(nn.Module):
         self.cond_norm_in = nn.LayerNorm(Ct)
         self.cond_proj_in = nn.Linear(Ct, D, bias=False)
         self.cond_pos_embed = nn.Parameter(torch.randn(1, tokenizer.num_tokens, D) * 0.02)
-        if config.refine_degraded:  # read twice: raw, and per-token normalised (see forward)
-            self.degraded_proj_in = nn.Linear(Cv, D, bias=False)
-            self.degraded_norm_in = nn.LayerNorm(Cv)
-            self.degraded_shape_proj_in = nn.Linear(Cv, D, bias=False)
         self.layers = nn.ModuleList(RefinerLayer(config) for _ in range(config.depth))
         self.norm_out = nn.LayerNorm(D)
         self.proj_out = nn.Linear(D, Cv, bias=False)
-        if config.refine_degraded:  # start as the identity on the degraded latent, not as noise added to it
-            nn.init.zeros_(self.proj_out.weight)
-        self.blur_expert = (BlurExpert(Cv, config.blur_expert_width, config.blur_expert_blocks,
-                                       config.blur_expert_mixer_width)
-                            if config.blur_expert_width else None)
 
-    def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor,
-                degraded_BNCv: torch.Tensor | None = None) -> torch.Tensor:
-        """Quantized latent tokens + last-block states (+ the degraded latent) → continuous latent tokens."""
-        x = self.proj_in(self.norm_in(f_hat_BNCv)) + self.pos_embed
-        base = f_hat_BNCv  # the paper: a residual on f̂
-        if self.config.refine_degraded:
-            if degraded_BNCv is None:
-                raise ValueError("this refiner (refine_degraded=True) needs the degraded image's latent")
-            # raw, it keeps the brightness that low light and haze change; normalised, a patch's detail (which
-            # blur removes and haze keeps) is as visible as its brightness, so blur is not taken for haze
-            shape = self.degraded_shape_proj_in(self.degraded_norm_in(degraded_BNCv))
-            x = x + self.degraded_proj_in(degraded_BNCv) + shape
-            base = degraded_BNCv
+    def embed(self, f_hat_BNCv: torch.Tensor) -> torch.Tensor:
+        return self.proj_in(self.norm_in(f_hat_BNCv)) + self.pos_embed
+
+    def run_layers(self, x_BND: torch.Tensor, hidden_BLCt: torch.Tensor) -> torch.Tensor:
+        """The layers, cross-attending to the transformer's states, then the output projection (B, N, Cv)."""
         cond = self.cond_proj_in(self.cond_norm_in(hidden_BLCt)) + self.cond_pos_embed
         for layer in self.layers:
-            x = layer(x, cond)
-        return self.proj_out(self.norm_out(x)) + base
+            x_BND = layer(x_BND, cond)
+        return self.proj_out(self.norm_out(x_BND))
 
-    def refine_latent(self, f_hat_BChw: torch.Tensor, hidden_BLCt: torch.Tensor,
-                      degraded_BChw: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor) -> torch.Tensor:
+        """Quantized latent tokens + last-block states → continuous latent tokens: a residual on f̂."""
+        return self.run_layers(self.embed(f_hat_BNCv), hidden_BLCt) + f_hat_BNCv
+
+    def refine_latent(self, f_hat_BChw: torch.Tensor, hidden_BLCt: torch.Tensor) -> torch.Tensor:
         """Map-shaped wrapper: (B, Cv, h, w) → (B, Cv, h, w)."""
         B, C, h, w = f_hat_BChw.shape
-        degraded = None if degraded_BChw is None else degraded_BChw.flatten(2).transpose(1, 2)
-        tokens = self(f_hat_BChw.flatten(2).transpose(1, 2), hidden_BLCt, degraded)
+        tokens = self(f_hat_BChw.flatten(2).transpose(1, 2), hidden_BLCt)
         return tokens.transpose(1, 2).reshape(B, C, h, w)

@@ -3,7 +3,7 @@ manifest of the photos it was trained on (with the held-out split marked).
 
     python scripts/export_default.py RUN_DIR src/restorevar/weights/restorevar-small PHOTO_DIR
 
-fp16 halves the files; `RestoreVAR.from_pretrained` upcasts to fp32 on load, so inference is unchanged
+fp16 halves the files; `restorevar.from_pretrained` upcasts to fp32 on load, so inference is unchanged
 except for the rounding of the weights. The script measures that rounding on the held-out photos'
 bundled examples (fp32 weights vs fp16-rounded weights, PSNR between the two outputs) and refuses to
 export if it is below 40 dB.

@@ -7,14 +7,17 @@ import sys
 from pathlib import Path
 
 
-def add_parser(commands, example: str) -> None:
+EXAMPLE = "example: restorevar restore photos/ -r -o restored/ --compare"
+
+
+def add_parser(commands) -> None:
     p = commands.add_parser(
         "restore", help="restore photos (files, folders or globs)",
         description="Remove haze, rain, snow, low light and motion blur. Outputs keep the input's size, "
         "orientation, alpha, grey/colour and bit depth. Images larger than the model's native size are "
         "restored in overlapping tiles blended without seams (or resized with --resize). Inputs are never "
         "overwritten and outputs are written atomically.",
-        epilog=example, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXAMPLE, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--out-dir", type=Path, help="output folder (default: next to each input)")

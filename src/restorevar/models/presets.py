@@ -8,6 +8,7 @@ from __future__ import annotations
 from restorevar.models.config import ConfigError
 from restorevar.models.extensions.config import BlurExpertConfig, ExtendedRestoreVARConfig
 from restorevar.models.restorevar.config import RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
+from restorevar.models.varformer.config import VarFormerConfig
 
 _SMALL = RestoreVARConfig(
     tokenizer=TokenizerConfig(
@@ -18,7 +19,7 @@ _SMALL = RestoreVARConfig(
     refiner=RefinerConfig(depth=2, width=128, num_heads=2, mlp_dim=256),
 )
 
-_PRESETS: dict[str, RestoreVARConfig] = {
+_PRESETS: dict[str, RestoreVARConfig | VarFormerConfig] = {
     # The paper's model: VAR-d16 backbone at 512² with 10 scales, L = 2240.
     "restorevar-paper-512": RestoreVARConfig(),
     # VAR's own 256² schedule (L = 680), same sizes otherwise.
@@ -32,6 +33,9 @@ _PRESETS: dict[str, RestoreVARConfig] = {
     "restorevar-small": ExtendedRestoreVARConfig.extending(
         _SMALL, refine_degraded=True, input_detail=True, blur_expert=BlurExpertConfig(width=64, mixer_width=32)
     ),
+    # VarFormer on restorevar-small's frozen VAR (its tokenizer and transformer): the CPU recipe's prior-guided
+    # restorer (models/varformer/).
+    "varformer-small": VarFormerConfig(tokenizer=_SMALL.tokenizer, transformer=_SMALL.transformer),
     # The golden test models: 128² images, 8×8 latent, 6 scales.
     "restorevar-tiny": RestoreVARConfig(
         tokenizer=TokenizerConfig(image_size=128, vocab_size=64, base_channels=32, patch_nums=(1, 2, 3, 4, 6, 8)),
@@ -51,7 +55,7 @@ def canonical_name(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
-def get_preset(name: str) -> RestoreVARConfig:
+def get_preset(name: str) -> RestoreVARConfig | VarFormerConfig:
     try:
         return _PRESETS[canonical_name(name)].validate()
     except KeyError:

@@ -18,11 +18,13 @@ from restorevar.models.extensions.config import ExtendedRestoreVARConfig
 from restorevar.models.migration import migrate_config
 from restorevar.models.presets import _PRESETS, canonical_name
 from restorevar.models.restorevar.config import RestoreVARConfig
+from restorevar.models.varformer.config import VarFormerConfig
 
 # model_type → (config class, "module:ModelClass"); the model classes are imported on first use
 MODEL_TYPES: dict[str, tuple[type, str]] = {
     "restorevar": (RestoreVARConfig, "restorevar.models.restorevar.model:RestoreVAR"),
     "restorevar-extended": (ExtendedRestoreVARConfig, "restorevar.models.extensions.model:ExtendedRestoreVAR"),
+    "varformer": (VarFormerConfig, "restorevar.models.varformer.model:VarFormer"),
 }
 CONFIG_FILE = "config.json"
 BUNDLED_WEIGHTS = Path(__file__).parents[1] / "weights"  # models shipped inside the package

@@ -7,13 +7,10 @@ disagree.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from restorevar.models.config import ConfigError, build_dataclass, read_json
+from restorevar.models.config import ConfigError, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class RefinerConfig:
 
 
 @dataclass(frozen=True)
-class RestoreVARConfig:
+class RestoreVARConfig(ModelConfig):
     """The paper's model. `config.json` = `to_dict()`: the model type, then one section per component."""
 
     model_type: ClassVar[str] = "restorevar"
@@ -134,24 +131,6 @@ class RestoreVARConfig:
         self.transformer.validate()
         self.refiner.validate()
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model_type": self.model_type, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RestoreVARConfig:
-        data = dict(data)
-        model_type = data.pop("model_type", cls.model_type)
-        if model_type != cls.model_type:
-            raise ConfigError(f"config is for model type {model_type!r}, not {cls.model_type!r}")
-        return build_dataclass(cls, data, "config").validate()
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> RestoreVARConfig:
-        return cls.from_dict(read_json(path))
 
 
 def check_patch_nums(patch_nums: tuple[int, ...], latent_size: int) -> None:

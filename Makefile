@@ -2,10 +2,10 @@
 #   make demo   set up .venv and restore the bundled example photos into outputs/
 #   make test   set up .venv and run the test suite (what CI runs)
 # And the CPU training recipe for the default model (~80 min on 2 cores; safe to interrupt and rerun),
-# which writes $(RUN)/small; it becomes the default once copied to src/restorevar/weights/small:
+# which writes $(RUN)/restorevar-small; it becomes the default once copied to src/restorevar/weights/restorevar-small:
 #   make train-default
-# On a CUDA machine, the larger recipe of docs/default-model.md (sessions 5–6; its refiner tune runs on
-# 2 CPU cores in ~52 min, the GPU stages before them would take many hours there):
+# On a CUDA machine, the larger recipe of configs/gpu/ (its refiner tune runs on 2 CPU cores in ~52 min; the
+# GPU stages before it would take many hours there):
 #   make train-default CONFIGS=configs/gpu
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -39,15 +39,17 @@ demo: install
 
 # The default model's recipe: the stages on the photo set, each resumed from its last checkpoint. The blur
 # expert's and the mixer's stages are CPU-sized in both recipes, so both use configs/default/ for them.
+# Add NPROC=2 to run every stage under torchrun with that many processes (gloo on CPU, nccl on GPU).
 PHOTOS ?= data/photos
 RUN ?= runs/default
-RV := $(VENV)/bin/restorevar
+NPROC ?= 1
+RV := $(if $(filter 1,$(NPROC)),$(VENV)/bin/restorevar,$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m restorevar.cli.main)
 CONFIGS ?= configs/default
 # Refiner tunes: refiner_tune*.yaml in name order, each starting from the one before.
 TUNES = $(sort $(wildcard $(CONFIGS)/refiner_tune*.yaml))
 STAGE = $(RV) train $(1) --config $(CONFIGS)/$(1).yaml --data $(PHOTOS) --out $(RUN)/$(1) --resume
 train-default: install
-	test -f $(PHOTOS)/manifest.json || $(RV) data photos $(PHOTOS)
+	test -f $(PHOTOS)/manifest.json || $(VENV)/bin/restorevar data photos $(PHOTOS)
 	$(call STAGE,tokenizer)
 	$(call STAGE,transformer) --tokenizer $(RUN)/tokenizer
 	$(call STAGE,refiner) --transformer $(RUN)/transformer
@@ -59,11 +61,12 @@ train-default: install
 		--decoder $(RUN)/decoder --resume
 	$(RV) train mixer --config configs/default/mixer.yaml --data $(PHOTOS) --out $(RUN)/mixer \
 		--expert $(RUN)/blur_expert --resume
-	$(PY) scripts/export_default.py $(RUN)/mixer $(RUN)/small $(PHOTOS)
+	$(PY) scripts/export_default.py $(RUN)/mixer $(RUN)/restorevar-small $(PHOTOS)
 
-# Held-out quality of that model (docs/default-model.md): PSNR/SSIM/NIQE vs input and classical baselines.
+# Held-out quality of that model (docs/design-notes.md): PSNR/SSIM/NIQE vs input and classical baselines.
 heldout: install
-	$(PY) benchmarks/heldout.py --model $(RUN)/small --photos $(PHOTOS) --out benchmarks/results/heldout-small
+	$(PY) benchmarks/heldout.py --model $(RUN)/restorevar-small --photos $(PHOTOS) \
+		--out benchmarks/results/heldout-restorevar-small
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -10,14 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
+from test_trainer import MICRO, Pairs, micro_config, micro_folder, train, train_losses
 
 from restorevar.models.extensions.blur_expert import BlurExpert
 from restorevar.models.extensions.config import BlurExpertConfig, ExtendedRestoreVARConfig
 from restorevar.models.extensions.model import ExtendedRestoreVAR
 from restorevar.models.config import ConfigError
+from restorevar.training.distributed import Dist
 from restorevar.training.stages import build_stage
-from restorevar.training.trainer import Dist, run
 
 WITH_EXPERT = ExtendedRestoreVARConfig.extending(MICRO, blur_expert=BlurExpertConfig(width=16, blocks=1))
 BLUR = BlurExpertConfig().classes.index("blur")
@@ -101,8 +101,8 @@ def start(tmp_path_factory):
 def test_stage_learns_to_detect_and_to_deblur_and_changes_nothing_else(start, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "expert"
-    run(micro_config(out, "blur_expert", start, steps=120, lr=1e-2, val_every=40, val_images=8,
-                     model=WITH_EXPERT.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
+    train(micro_config(out, "blur_expert", start, steps=120, lr=1e-2, val_every=40, val_images=8,
+                       model=WITH_EXPERT.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     detect = [x["detect"] for x in lines if "detect" in x]
     deblur = [x["deblur"] for x in lines if "deblur" in x]
@@ -141,7 +141,7 @@ def test_a_batch_without_blur_trains_the_detector_only(start, tmp_path):
     losses = stage.compute_loss(hazy, 0, stage.trainables())
     assert losses["deblur"].item() == 0 and torch.isfinite(losses["loss"])
     losses["loss"].backward()
-    assert stage.forward_module.expert.detector_head.bias.grad is not None
+    assert stage.forward_module.detector_head.bias.grad is not None
     with torch.no_grad():  # as the trainer validates
         assert "deblur_gain_db" not in stage.validate(hazy).metrics
 
@@ -192,8 +192,8 @@ def start_with_expert(tmp_path_factory):
 def test_mixer_stage_learns_to_distrust_a_bad_refiner_and_changes_nothing_else(start_with_expert, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "mixer"
-    run(micro_config(out, "mixer", start_with_expert, steps=60, lr=1e-2, val_every=30, val_images=8,
-                     model=WITH_MIXER.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
+    train(micro_config(out, "mixer", start_with_expert, steps=60, lr=1e-2, val_every=30, val_images=8,
+                       model=WITH_MIXER.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
     losses = train_losses(out)
     assert len(losses) == 60 and sum(losses[-5:]) < sum(losses[:5]) - 5 * 0.5, losses  # > 0.5 nepers lower
     val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "val_gain_db" in x][-1]
@@ -216,3 +216,24 @@ def test_mixer_stage_needs_a_trained_expert_and_a_mixer_size(start, start_with_e
     with pytest.raises(ConfigError, match="mixer_width > 0"):
         build_stage(micro_config(tmp_path / "m", "mixer", start_with_expert, model=WITH_EXPERT.to_dict()).validate(),
                     Dist())
+
+
+@pytest.mark.parametrize("stage", ["refiner", "decoder", "blur_expert", "mixer"])
+def test_a_stage_trains_exactly_what_its_forward_uses(stage, tmp_path):
+    """DDP (without find_unused_parameters) needs every trainable parameter used on every step; a model with the
+    expert and its mixer, as the `small` preset, must not lend the refiner or the blur_expert stage a part they skip.
+    The same under torchrun: tests/test_ddp_torchrun.py."""
+    torch.manual_seed(0)
+    ExtendedRestoreVAR(WITH_MIXER).save_pretrained(tmp_path / "start")
+    config = micro_config(tmp_path / stage, stage, tmp_path / "start", model=WITH_MIXER.to_dict(),
+                          latent_source="refiner", gan_weight=0.0, perceptual_weight=0.0).validate()
+    built = build_stage(config, Dist())
+    data = BlurOrHaze()
+    batch = {"degraded": torch.stack([data[i]["degraded"] for i in range(4)]),
+             "clean": torch.stack([data[i]["clean"] for i in range(4)]), "degradation": data.kinds[:4]}
+    built.set_train_modes()
+    built.compute_loss(batch, 0, built.trainables())["loss"].backward()
+    for name, module in built.trainables().items():
+        unused = [k for k, p in module.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, f"{stage}: {name} holds parameters its forward does not use: {unused[:5]}"
+    assert built.model.blur_expert.mixer is not None  # the expert's parts were there to be left out

@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_trainer import MICRO, Pairs, micro_config, micro_folder, train_losses
+from test_trainer import MICRO, Pairs, micro_config, micro_folder, train, train_losses
 
 from restorevar.models.config import ConfigError
 from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.training.distributed import Dist
+from restorevar.training.losses import log_mse
+from restorevar.training.optim import weight_decay_groups
 from restorevar.training.stages import build_stage
-from restorevar.training.config import TrainConfig
-from restorevar.training.trainer import Dist, run, weight_decay_groups
 
 FAST = dict(gan_weight=0.0, perceptual_weight=0.0, ssim_weight=0.0)  # the GAN path has its own test
 SETTINGS = {  # stage: (overrides, the file whose tensors must change, prefixes of tensors that must not)
@@ -34,7 +35,7 @@ def test_stage_loss_falls_and_writes_a_model_folder(stage, start, tmp_path):
     torch.set_num_threads(1)
     overrides, trained_file, frozen_files = SETTINGS[stage]
     out = tmp_path / stage
-    run(micro_config(out, stage, None if stage == "tokenizer" else start, steps=30, **overrides), dataset=Pairs())
+    train(micro_config(out, stage, None if stage == "tokenizer" else start, steps=30, **overrides), dataset=Pairs())
     losses = train_losses(out)
     assert len(losses) == 30
     assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
@@ -58,7 +59,7 @@ def test_refiner_stage_runs_the_transformer_in_eval_mode_and_keeps_best(loss, st
     stage.set_train_modes()
     assert not stage.model.transformer.training and stage.model.refiner.training  # drop path off (paper: on)
     assert MICRO.transformer.drop_path_rate > 0
-    run(config, dataset=Pairs())
+    train(config, dataset=Pairs())
     selection = json.loads((tmp_path / "r" / "best" / "selection.json").read_text())
     lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     val = [x for x in lines if "val_l1" in x]
@@ -73,7 +74,7 @@ def test_tokenizer_gan_perceptual_and_dead_code_reset(tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "tok"
     config = micro_config(out, "tokenizer", None, steps=3, gan_start=1, perceptual_weight=1.0, dead_code_every=2)
-    result = run(config, dataset=Pairs())
+    result = train(config, dataset=Pairs())
     assert {"disc_loss", "g_loss", "perceptual", "vq", "codes_used"} <= set(result.metrics)
     assert all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
     assert "discriminator" in result.trainables
@@ -96,7 +97,7 @@ def test_weight_decay_groups_follow_the_paper():
 
 
 def test_tokenizer_continuous_share_decodes_the_first_images_from_f():
-    from restorevar.training.stages import TokenizerForward
+    from restorevar.training.stages.tokenizer import TokenizerForward
 
     torch.manual_seed(0)
     vqvae = RestoreVAR(MICRO).vqvae
@@ -116,30 +117,31 @@ def test_refine_degraded_refiner_trains_on_the_degraded_latent_and_beats_it(star
     torch.set_num_threads(1)
     model = ExtendedRestoreVARConfig.extending(MICRO, refine_degraded=True)
     out = tmp_path / "r"
-    run(micro_config(out, "refiner", start, steps=30, lr=3e-3, val_every=30, model=model.to_dict()), dataset=Pairs())
+    train(micro_config(out, "refiner", start, steps=30, lr=3e-3, val_every=30, model=model.to_dict()), dataset=Pairs())
     assert RestoreVAR.from_pretrained(out).config.extensions.refine_degraded  # a new refiner, built from `model:`
     val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"val_l1"' in x][-1]
     assert val["val_l1"] < val["val_l1_degraded"], val
 
 
-def count_fits(monkeypatch, name: str) -> list[int]:
-    """Wrap stages.NAME (a data-dependent fit) so that each call records how many images it got."""
-    from restorevar.training import stages
+def count_fits(monkeypatch, stage: str, name: str) -> list[int]:
+    """Wrap NAME (a data-dependent fit) in the module of STAGE so that each call records how many images it got."""
+    import importlib
 
-    fit, calls = getattr(stages, name), []
+    module = importlib.import_module(f"restorevar.training.stages.{stage}")
+    fit, calls = getattr(module, name), []
 
     def counting_fit(model, images):
         calls.append(len(images))
         fit(model, images)
 
-    monkeypatch.setattr(stages, name, counting_fit)
+    monkeypatch.setattr(module, name, counting_fit)
     return calls
 
 
 def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypatch):
     import dataclasses
 
-    fits = count_fits(monkeypatch, "fit_linear_path")
+    fits = count_fits(monkeypatch, "tokenizer", "fit_linear_path")
     first_l1 = {}
     for linear in (False, True):
         tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=linear)
@@ -147,16 +149,14 @@ def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypat
         out = tmp_path / f"linear-{linear}"
         config = micro_config(out, "tokenizer", steps=4, checkpoint_every=2, model=model, vq_beta=0.0,
                               continuous_share=1.0, **FAST)
-        run(config, dataset=Pairs(), stop_after=2)
+        train(config, dataset=Pairs(), stop_after=2)
         first_l1[linear] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["l1"]
-        run(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
+        train(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
     assert fits == [len(Pairs())]
     assert first_l1[True] < first_l1[False] / 3, first_l1  # PCA start vs random start on the same images
 
 
 def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_error():
-    from restorevar.training.stages import log_mse
-
     target = torch.zeros(2, 3, 4, 4)
     error = torch.randn(2, 3, 4, 4)
     small, large = error * torch.tensor([0.01, 1.0]).view(2, 1, 1, 1), error * torch.tensor([0.01, 10.0]).view(2, 1, 1, 1)
@@ -181,20 +181,6 @@ def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_er
     torch.testing.assert_close(log_mse(small, target, 0, torch.tensor([2.0, 2.0])), log_mse(small, target, floor=0))
 
 
-def test_kind_loss_weights_name_known_kinds_and_positive_weights():
-    assert TrainConfig(stage="mixer", kind_loss_weights={"blur": 2.0}).validate().kind_loss_weights == {"blur": 2.0}
-    for bad in ({"fog": 2.0}, {"blur": 0.0}):
-        with pytest.raises(ConfigError, match="kind_loss_weights"):
-            TrainConfig(stage="mixer", kind_loss_weights=bad).validate()
-
-
-def test_refiner_loss_must_be_known(tmp_path):
-    with pytest.raises(ConfigError, match="refiner_loss"):
-        micro_config(tmp_path, "refiner", None, refiner_loss="l2").validate()
-    with pytest.raises(ConfigError, match="log_mse_floor"):
-        micro_config(tmp_path, "refiner", None, refiner_loss="log_mse", log_mse_floor=0.0).validate()
-
-
 def test_refiner_stage_uses_the_configured_log_mse_floor(start, tmp_path):
     output, target = torch.zeros(2, 8), torch.full((2, 8), 0.01)  # MSE 1e-4
     for floor in (1e-3, 1e-4):
@@ -206,7 +192,7 @@ def test_refiner_stage_uses_the_configured_log_mse_floor(start, tmp_path):
 def test_decoder_refit_starts_at_the_linear_fit_on_a_fresh_run_only(tmp_path, monkeypatch):
     import dataclasses
 
-    fits = count_fits(monkeypatch, "fit_linear_decoder")
+    fits = count_fits(monkeypatch, "decoder", "fit_linear_decoder")
     tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=True)
     start = tmp_path / "start"
     RestoreVAR(dataclasses.replace(MICRO, tokenizer=tokenizer)).save_pretrained(start)
@@ -215,9 +201,9 @@ def test_decoder_refit_starts_at_the_linear_fit_on_a_fresh_run_only(tmp_path, mo
         out = tmp_path / f"refit-{refit}"
         config = micro_config(out, "decoder", start, steps=4, checkpoint_every=2, lr=1e-3, latent_source="noisy-clean",
                               latent_noise=0.0, refit_decoder=refit, **FAST)
-        run(config, dataset=Pairs(), stop_after=2)
+        train(config, dataset=Pairs(), stop_after=2)
         first_l1[refit] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["l1"]
-        run(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
+        train(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
     assert fits == [len(Pairs())]
     assert first_l1[True] < 0.9 * first_l1[False], first_l1  # least-squares start vs the random decoder (0.79 seen)
 
@@ -229,7 +215,7 @@ def test_zero_steps_saves_the_refitted_decoder_and_trains_nothing(tmp_path):
     start = tmp_path / "start"
     RestoreVAR(dataclasses.replace(MICRO, tokenizer=tokenizer)).save_pretrained(start)
     out = tmp_path / "fit-only"
-    run(micro_config(out, "decoder", start, steps=0, refit_decoder=True, **FAST), dataset=Pairs())
+    train(micro_config(out, "decoder", start, steps=0, refit_decoder=True, **FAST), dataset=Pairs())
     before, after = RestoreVAR.from_pretrained(start), RestoreVAR.from_pretrained(out)
     assert not (out / "metrics.jsonl").exists() and not (out / "checkpoints").exists()
     assert torch.equal(after.vqvae.encoder.linear.weight, before.vqvae.encoder.linear.weight)

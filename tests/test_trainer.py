@@ -1,16 +1,13 @@
-"""The training loop: schedule, deterministic sampling, config handling, resume (bit-identical) and DDP.
+"""The training loop: schedule, deterministic sampling, resume (bit-identical) and DDP.
 
-The micro model and the fixed 8-image dataset here are shared with test_stages.py.
+The micro model, the fixed 8-image dataset and `train` here are shared with test_stages.py and test_blur_expert.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,12 @@ from restorevar.models.config import ConfigError
 
 from restorevar.models.restorevar.config import RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.training.trainer import StepBatchSampler, TrainConfig, lin0_lr, run, sampling_weights
+from restorevar.training.config import MOVED, TrainConfig
+from restorevar.training.distributed import setup_distributed
+from restorevar.training.optim import lin0_lr
+from restorevar.training.sampling import StepBatchSampler, sampling_weights
+from restorevar.training.stages import build_stage
+from restorevar.training.trainer import TrainResult, run
 
 # 32² images, 8×8 latent, 4 scales (L = 85): every stage runs in a few seconds on one CPU thread
 MICRO = RestoreVARConfig(
@@ -61,9 +63,18 @@ def micro_folder(path: Path, seed: int = 0) -> Path:
 
 
 def micro_config(out: Path, stage: str, init: Path | None = None, **overrides) -> TrainConfig:
-    values = dict(stage=stage, out=str(out), init=str(init) if init else None, model=MICRO.to_dict(), steps=8,
-                  batch_size=4, lr=1e-3, log_every=1, val_every=1000, checkpoint_every=1000, val_images=2)
-    return TrainConfig(**{**values, **overrides})
+    """A short run of the micro model; overrides may use the flat names of `training.config.MOVED` (steps=...)."""
+    values: dict = dict(stage=stage, out=str(out), init=str(init) if init else None, model=MICRO.to_dict())
+    flat = dict(steps=8, batch_size=4, lr=1e-3, log_every=1, val_every=1000, checkpoint_every=1000, val_images=2)
+    for key, value in {**flat, **overrides}.items():
+        *section, name = MOVED.get(key, key).format(stage=stage).split(".")
+        (values.setdefault(section[0], {}) if section else values)[name] = value
+    return TrainConfig.from_dict(values)
+
+
+def train(config: TrainConfig, **kwargs) -> TrainResult:
+    """What `restorevar train` does: build the stage, run it."""
+    return run(config, build_stage(config, setup_distributed(config.device)), **kwargs)
 
 
 def train_losses(out: Path) -> list[float]:
@@ -101,55 +112,19 @@ def test_sampler_is_step_indexed_balanced_and_split_across_ranks():
     assert 0.43 < dark < 0.57  # 2 of 8 images, but half of the draws: inverse-frequency weights
 
 
-# ------------------------------------------------------------------------------------------- config
-
-def test_config_rejects_unknown_keys_and_flags_override_file(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key.*training config"):
-        TrainConfig.from_dict({"steps": 3, "stepz": 4})
-    (tmp_path / "bad.yaml").write_text("batch_size: 2\nlearning_rate: 1.0\n")
-    with pytest.raises(ConfigError, match="learning_rate"):
-        TrainConfig.load(tmp_path / "bad.yaml")
-    with pytest.raises(ConfigError, match="kinds.*fog"):
-        TrainConfig(kinds=["haze", "fog"]).validate()
-    assert TrainConfig(kinds=["haze", "none"]).validate().kinds == ["haze", "none"]
-    from restorevar.data.degradations import DEGRADATIONS, EXTRA_KINDS
-    from restorevar.training.config import KINDS
-
-    assert KINDS == DEGRADATIONS + EXTRA_KINDS
-
-    from restorevar.cli.train import add_parser, config_from_args
-
-    (tmp_path / "run.yaml").write_text("steps: 100\nbatch_size: 16\nlr: 0.002\ndata: a\nbetas: [0.9, 0.99]\n")
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["train", "refiner", "--config", str(tmp_path / "run.yaml"), "--steps", "7",
-                              "--transformer", "runs/var", "--data", "b", "--data", "c"])
-    config = config_from_args(args)
-    assert (config.steps, config.batch_size, config.lr, config.betas) == (7, 16, 0.002, (0.9, 0.99))
-    assert (config.stage, config.init, config.data, config.resume) == ("refiner", "runs/var", ["b", "c"], False)
-
-
-def test_train_cli_imports_no_torch_and_help_ends_with_example():
-    code = ("import sys, argparse; from restorevar.cli import train as train_cli; assert 'torch' not in sys.modules; "
-            "p = argparse.ArgumentParser(prog='restorevar'); train_cli.add_parser(p.add_subparsers()); "
-            "p.parse_args(['train', 'decoder', '--help'])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].startswith("example: restorevar train decoder")
-
-
 # ------------------------------------------------------------------------------------------- resume
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     torch.set_num_threads(1)
     tokenizer = micro_folder(tmp_path / "tok")
     straight = micro_config(tmp_path / "straight", "transformer", tokenizer, checkpoint_every=3)
-    run(straight, dataset=Pairs())
+    train(straight, dataset=Pairs())
     # "killed" after step 4: the last checkpoint is step 3, so step 4 is redone on resume
     killed = micro_config(tmp_path / "killed", "transformer", tokenizer, checkpoint_every=3)
-    run(killed, dataset=Pairs(), stop_after=4)
+    train(killed, dataset=Pairs(), stop_after=4)
     assert [p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()] == ["step-00000003"]
-    run(micro_config(tmp_path / "killed", "transformer", tokenizer, checkpoint_every=3, resume=True), dataset=Pairs())
+    train(micro_config(tmp_path / "killed", "transformer", tokenizer, checkpoint_every=3, resume=True),
+            dataset=Pairs())
     a = load_file(tmp_path / "straight" / "transformer.safetensors")
     b = load_file(tmp_path / "killed" / "transformer.safetensors")
     assert a.keys() == b.keys()
@@ -169,7 +144,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, stages: list[tuple[s
     from safetensors.torch import save_file
 
     for stage, init, overrides in stages:
-        result = run(micro_config(Path(out) / stage, stage, Path(init), device="cpu", **overrides), dataset=Pairs())
+        result = train(micro_config(Path(out) / stage, stage, Path(init), device="cpu", **overrides), dataset=Pairs())
         state = {f"{name}.{k}": v.contiguous() for name, m in result.trainables.items()
                  for k, v in m.state_dict().items()}
         save_file(state, Path(out) / f"{stage}-rank{rank}.safetensors")
@@ -205,8 +180,6 @@ def test_ddp_ranks_stay_identical(tmp_path):
 
 @pytest.mark.parametrize("device, expected", [("auto", "cuda:0"), ("cuda", "cuda:0"), ("cuda:1", "cuda:1")])
 def test_setup_distributed_picks_the_cuda_device(device, expected, monkeypatch):
-    from restorevar.training.trainer import setup_distributed
-
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)

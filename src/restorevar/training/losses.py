@@ -1,4 +1,5 @@
-"""Training losses: L1, SSIM, perceptual (see `perceptual.py`), PatchGAN + hinge, and VAR's multi-scale VQ loss.
+"""Training losses: L1, log MSE (ours), SSIM, perceptual (see `perceptual.py`), PatchGAN + hinge, and VAR's
+multi-scale VQ loss.
 
 The paper's released code trains only with CE (stage 1) and latent L1 (stage 2); it has no tokenizer or
 decoder training code (spec §1.6). The tokenizer and decoder losses here follow VQGAN/VAR practice.
@@ -15,10 +16,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from restorevar.models.restorevar.quantizer import MultiScaleQuantizer
+from restorevar.training.config import LOG_MSE_FLOOR
 
 
 def l1_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (input.float() - target.float()).abs().mean()
+
+
+def log_mse(input_BX: torch.Tensor, target_BX: torch.Tensor, floor: float = LOG_MSE_FLOOR,
+            weights_B: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over images (or weighted mean) of log(MSE + floor): minus the mean PSNR (in nepers), so each image
+    counts by its relative error. The floor keeps a clean → clean pair, whose error starts at zero, from
+    outweighing the rest."""
+    per_image = ((input_BX.float() - target_BX.float()).square().flatten(1).mean(1) + floor).log()
+    return per_image.mean() if weights_B is None else (weights_B * per_image).sum() / weights_B.sum()
 
 
 # ------------------------------------------------------------------------------------------------ SSIM

@@ -1,4 +1,4 @@
-"""`restorevar train STAGE`: registers the six stage commands; torch loads only when one runs.
+"""`restorevar train STAGE`: registers one command per training stage; torch loads only when one runs.
 
 A run's settings come from `--config FILE` (YAML or JSON, the sections of `training.config.TrainConfig`; unknown
 keys are errors), then the command-line flags, which win.
@@ -22,11 +22,16 @@ EXAMPLES = {
     "blur_expert": "example: restorevar train blur_expert --decoder runs/final --preset small --data data/photos "
                    "--out runs/expert",
     "mixer": "example: restorevar train mixer --expert runs/expert --preset small --data data/photos --out runs/mixer",
+    "varformer_adapter": "example: restorevar train varformer_adapter --prior restorevar-small --preset varformer-small "
+                         "--data data/photos --out runs/vf-adapter",
+    "varformer": "example: restorevar train varformer --adapter runs/vf-adapter --data data/photos --out runs/varformer",
 }
 HELPS = {"tokenizer": "stage 0: the multi-scale VQVAE", "transformer": "stage 1: next-scale transformer (CE)",
          "refiner": "stage 2: latent refiner (latent L1)", "decoder": "stage 3: decoder for continuous latents",
          "blur_expert": "stage 4 (ours): blur detector + deblurring CNN on the degraded latent",
-         "mixer": "stage 5 (ours): per-position weights of the refined, degraded and deblurred latents"}
+         "mixer": "stage 5 (ours): per-position weights of the refined, degraded and deblurred latents",
+         "varformer_adapter": "VarFormer stage 1: the adapter after the frozen VAR's encoder (feature matching)",
+         "varformer": "VarFormer stage 2: the prior-guided restoration U-Net (−PSNR + perceptual)"}
 INPUT_HELPS = {  # what each stage's input flag (training.config.STAGE_INPUTS) names
     "tokenizer": "model folder to fine-tune (e.g. a converted vae_ch160v4096z32); default: from scratch",
     "transformer": "output folder of `train tokenizer` (or a converted model folder)",
@@ -34,11 +39,13 @@ INPUT_HELPS = {  # what each stage's input flag (training.config.STAGE_INPUTS) n
     "decoder": "output folder of `train refiner` (or of `train tokenizer` with --latent-source noisy-clean)",
     "blur_expert": "output folder of `train decoder` (any complete model folder)",
     "mixer": "output folder of `train blur_expert`",
+    "varformer_adapter": "a trained RestoreVAR model folder or name whose tokenizer and transformer give the prior",
+    "varformer": "output folder of `train varformer_adapter`",
 }
 
 
 def add_parser(subparsers) -> None:
-    train = subparsers.add_parser("train", help="train one of the six stages",
+    train = subparsers.add_parser("train", help="train one stage (RestoreVAR's six, VarFormer's two)",
                                   description="Train a RestoreVAR stage; see docs/training.md.",
                                   epilog=EXAMPLES["transformer"])
     stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
@@ -77,6 +84,9 @@ def add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
             p.add_argument(f"--{name}-weight", dest=f"image_loss.{name}_weight", type=float)
         p.add_argument("--gan-start", dest="image_loss.gan_start", type=float,
                        help="step at which the PatchGAN loss starts (< 1: share of --steps)")
+    if stage == "varformer":
+        p.add_argument("--window", dest="varformer.window", type=int, help="training window side (multiple of 16)")
+        p.add_argument("--perceptual-weight", dest="varformer.perceptual_weight", type=float)
     if stage == "decoder":
         p.add_argument("--latent-source", dest="decoder.latent_source", choices=["refiner", "noisy-clean"])
 

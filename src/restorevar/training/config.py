@@ -23,7 +23,8 @@ from restorevar.models.config import ConfigError, build_dataclass
 
 # the previous stage's output folder each stage reads (TrainConfig.init), as the flag `restorevar train` names it
 STAGE_INPUTS = {"tokenizer": "--init", "transformer": "--tokenizer", "refiner": "--transformer",
-                "decoder": "--refiner", "blur_expert": "--decoder", "mixer": "--expert"}
+                "decoder": "--refiner", "blur_expert": "--decoder", "mixer": "--expert",
+                "varformer_adapter": "--prior", "varformer": "--adapter"}
 STAGES = tuple(STAGE_INPUTS)
 REFINER_LOSSES = ("l1", "log_mse")
 # degradations.DEGRADATIONS + EXTRA_KINDS, spelled out so that this module stays torch-free (a test keeps them equal)
@@ -126,6 +127,15 @@ class MixerSettings:
 
 
 @dataclass
+class VarFormerSettings:
+    feature_weight: float = 1.0  # varformer_adapter: weight of ‖F_a − sg(f̂_clean)‖² beside the token CE
+    window: int = 128  # varformer: side of the training windows, a multiple of the prior's 16-pixel grid
+    windows_per_step: int = 16  # varformer: windows drawn from the pool per step (the batch of the backbone)
+    pool: int = 256  # varformer: crops (with their priors) kept to draw windows from
+    perceptual_weight: float = 0.05  # varformer: λ of the perceptual term beside −PSNR
+
+
+@dataclass
 class TrainConfig:
     """Everything a run needs; `--config FILE` (YAML/JSON) fills it, command-line flags override it."""
 
@@ -149,6 +159,7 @@ class TrainConfig:
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
     blur_expert: BlurExpertSettings = field(default_factory=BlurExpertSettings)
     mixer: MixerSettings = field(default_factory=MixerSettings)
+    varformer: VarFormerSettings = field(default_factory=VarFormerSettings)
 
     def validate(self) -> TrainConfig:
         if self.stage not in STAGES:

@@ -18,7 +18,7 @@ from restorevar.models import checkpoint
 from restorevar.models.config import ConfigError
 from restorevar.models.migration import split_legacy_refiner
 from restorevar.models.presets import get_preset
-from restorevar.models.registry import build_model as build_model_of, config_from_dict, load_config
+from restorevar.models.registry import build_model as build_model_of, config_from_dict, load_config, resolve_model
 from restorevar.models.restorevar.config import RestoreVARConfig
 from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.training.config import STAGE_INPUTS, TrainConfig
@@ -141,9 +141,10 @@ def build_model(config: TrainConfig, stage: type[Stage]) -> RestoreVAR:
         if wanted is None:
             raise ConfigError("no architecture: pass --preset NAME, a `model:` section, or --init DIR")
         return build_model_of(wanted)
-    base = load_config(config.init)
+    init = resolve_model(config.init)  # a folder, or a named model such as the bundled restorevar-small
+    base = load_config(init)
     model = build_model_of((base if wanted is None else stage.model_config(base, wanted)).validate())
-    states = read_init_states(model, Path(config.init))
+    states = read_init_states(model, init)
     for name, file in model.weight_files().items():
         module = getattr(model, name)
         state = states.get(name, {})
@@ -151,7 +152,7 @@ def build_model(config: TrainConfig, stage: type[Stage]) -> RestoreVAR:
             state |= {k: v for k, v in module.state_dict().items() if k.startswith(stage.adds)}  # the new part
         fits = all(k in state and state[k].shape == v.shape for k, v in module.state_dict().items())
         if name in stage.reads or fits:  # components this stage does not train: copied when they fit
-            checkpoint.load_strict(module, state, Path(config.init) / file)
+            checkpoint.load_strict(module, state, init / file)
         else:
             log.info("%s: the architecture differs from %s, initialised at random", name, config.init)
     return model
@@ -237,13 +238,19 @@ class LatentPool:
         self.tensors: list[torch.Tensor] = []
 
     def add(self, *tensors: torch.Tensor) -> None:
-        if not self.tensors:
-            self.tensors = [t.new_zeros((self.capacity, *t.shape[1:])) for t in tensors]
-        slots = (self.next + torch.arange(len(tensors[0]), device=tensors[0].device)) % self.capacity
+        n = len(tensors[0])
+        have = len(self.tensors[0]) if self.tensors else 0
+        if have < min(self.capacity, self.size + n):  # the storage grows as the pool fills (slots < size + n)
+            rows = min(self.capacity, max(self.size + n, 2 * have))
+            grown = [t.new_zeros((rows, *t.shape[1:])) for t in tensors]
+            for new, old in zip(grown, self.tensors):
+                new[:have] = old
+            self.tensors = grown
+        slots = (self.next + torch.arange(n, device=tensors[0].device)) % self.capacity
         for pool, t in zip(self.tensors, tensors):
             pool[slots] = t
-        self.next = (self.next + len(tensors[0])) % self.capacity
-        self.size = min(self.capacity, self.size + len(tensors[0]))
+        self.next = (self.next + n) % self.capacity
+        self.size = min(self.capacity, self.size + n)
 
     def sample(self, n: int) -> list[torch.Tensor]:
         picks = torch.randint(self.size, (n,), device=self.tensors[0].device)

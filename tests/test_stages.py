@@ -223,3 +223,17 @@ def test_zero_steps_saves_the_refitted_decoder_and_trains_nothing(tmp_path):
     assert torch.count_nonzero(after.vqvae.decoder.conv_out.weight) == 0  # the refit's mark
     with pytest.raises(ConfigError, match="steps must be ≥ 0"):
         micro_config(out, "decoder", start, steps=-1).validate()
+
+
+def test_latent_pool_grows_as_it_fills_and_replaces_the_oldest():
+    from restorevar.training.stages.base import LatentPool
+
+    pool = LatentPool(capacity=5)
+    for start, rows in ((0, 2), (2, 4), (4, 5)):  # 2 latents each: 0 1 | 2 3 | 4 5, and 5 replaces 0
+        pool.add(torch.arange(start, start + 2).float()[:, None], torch.arange(start, start + 2))
+        assert len(pool.tensors[0]) == rows  # no more storage than the pool holds so far
+    assert pool.size == 5 and len(pool.tensors[0]) == 5
+    assert pool.tensors[1].tolist() == [5, 1, 2, 3, 4] and pool.tensors[0][:, 0].tolist() == [5, 1, 2, 3, 4]
+    torch.manual_seed(0)
+    values, labels = pool.sample(64)
+    assert torch.equal(values[:, 0].long(), labels) and set(labels.tolist()) == {1, 2, 3, 4, 5}

@@ -2,6 +2,7 @@
 
     python benchmarks/heldout.py --photos data/photos --out benchmarks/results/heldout-restorevar-small  # bundled model, 150 crops
     python benchmarks/heldout.py --model DIR --photos data/photos --limit 10 --out /tmp/heldout-smoke   # smoke run
+    python benchmarks/heldout.py --photos data/photos --generator cross --out benchmarks/results/heldout-cross-restorevar-small
 
 Data: the val split of a photo folder (a fixed 10% of the photos that training never sees), with
 every degradation synthesised on seed 20261123, which training never uses (it uses seed 0); each
@@ -10,6 +11,11 @@ crop) of the degraded input, of the classical baseline for its kind (`restorevar
 of the model's output; NIQE of those three and of the clean crop. Ceilings on the clean crops: the
 tokenizer's discrete reconstruction (all scales' tokens), its continuous reconstruction, and the
 whole pipeline run on the clean crop.
+
+``--generator cross`` keeps the same photos, crops and kinds but makes every degraded input with the
+second, independent generator (`restorevar.data.cross_generator`, validation only; seed
+``seed * 1_000_000 + index``) instead of the training one: the "cross-generator" column, which shows
+overfitting to our own degradation code. The baselines are scored the same way.
 
 Writes ``OUT.json`` (every row, the summaries and the machine) and ``OUT.md`` (the tables), then
 prints the markdown.
@@ -32,6 +38,7 @@ from tqdm import tqdm
 from restorevar.evaluation.baselines import BASELINES
 from restorevar.evaluation.bench import machine_info
 from restorevar.models.checkpoint import atomic_write
+from restorevar.data.cross_generator import cross_degrade
 from restorevar.data.datasets import degradation_labels, open_dataset
 from restorevar.evaluation.metrics import niqe, psnr, ssim
 from restorevar.models.restorevar.model import RestoreVAR
@@ -45,6 +52,8 @@ CEILINGS = {
     "tokenizer_continuous": "tokenizer, continuous: decode(encode(x))",
     "identity": "whole pipeline on the clean crop",
 }
+GENERATORS = {"ours": "the training generator (`restorevar.data.degradations`)",
+              "cross": "the independent cross generator (`restorevar.data.cross_generator`), never used in training"}
 PHOTOS_HELP = ("no photo folder: pass --photos DIR or set RESTOREVAR_PHOTOS "
                "(build one with `restorevar data photos DIR`)")
 
@@ -60,6 +69,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default="benchmarks/results/heldout-small", help="writes OUT.json and OUT.md")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="only the first N crops (kinds interleaved)")
+    parser.add_argument("--generator", choices=GENERATORS, default="ours",
+                        help="who degrades the crops: ours (the training generator) or cross (the independent one)")
     args = parser.parse_args()
     if args.photos is None:
         parser.error(PHOTOS_HELP)
@@ -73,6 +84,21 @@ def interleaved_indices(dataset, limit: int | None) -> list[int]:
         by_kind.setdefault(kind, []).append(index)
     order = [i for group in itertools.zip_longest(*by_kind.values()) for i in group if i is not None]
     return order[:limit]
+
+
+class CrossDegraded:
+    """The same items (clean crops, kinds, names) with the degraded input remade by the cross generator."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        degraded = cross_degrade(item["clean"], item["degradation"], seed=self.seed * 1_000_000 + index)
+        return item | {"degraded": degraded}
 
 
 def to_hw3(image_3HW: torch.Tensor) -> np.ndarray:
@@ -150,7 +176,9 @@ def where_model_loses(summary: dict[str, dict[str, float]]) -> str:
 def markdown(report: dict) -> str:
     summary, settings, machine = report["summary"], report["settings"], report["machine"]
     lines = [
-        f"# Held-out benchmark: {settings['model_path']}",
+        f"# Held-out benchmark: {settings['model_path']} (generator: {settings.get('generator', 'ours')})",
+        "",
+        f"Degradations by {GENERATORS[settings.get('generator', 'ours')]}.",
         "",
         f"{report['count']} val crops of {settings['size']}² from {settings['photos']} (photos training never "
         f"sees; seed {settings['seed']}, {settings['draws']} draws per photo and kind"
@@ -192,13 +220,15 @@ def main() -> None:
         raise SystemExit(f"the model restores {model.image_size}² crops; pass --size {model.image_size}")
     dataset = open_dataset(args.photos, crop_size=args.size, split="val", seed=args.seed, draws_per_photo=args.draws)
     indices = interleaved_indices(dataset, args.limit)
+    if args.generator == "cross":  # same clean crops, another generator's degradations
+        dataset = CrossDegraded(dataset, args.seed)
 
     start = time.perf_counter()
     rows = evaluate(model, dataset, indices)
     wall_s = time.perf_counter() - start
 
     settings = {"model": args.model, "model_path": str(model_path), "photos": str(args.photos), "size": args.size,
-                "draws": args.draws, "seed": args.seed, "limit": args.limit, "batch": BATCH,
+                "draws": args.draws, "seed": args.seed, "limit": args.limit, "batch": BATCH, "generator": args.generator,
                 "dtype": str(model.compute_dtype).removeprefix("torch.")}
     counts = {kind: sum(row["kind"] == kind for row in rows) for kind in dict.fromkeys(r["kind"] for r in rows)}
     report = {"settings": settings, "machine": machine_info(model.device), "count": len(rows), "counts": counts,

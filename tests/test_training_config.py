@@ -48,6 +48,8 @@ def test_values_are_checked_with_their_section():
     with pytest.raises(ConfigError, match="data.kinds.*fog"):
         TrainConfig(data=DataConfig(kinds=("haze", "fog"))).validate()
     assert TrainConfig(data=DataConfig(kinds=("haze", "none"))).validate().data.kinds == ("haze", "none")
+    with pytest.raises(ConfigError, match="data.tone_jitter_kinds.*fog"):
+        TrainConfig(data=DataConfig(tone_jitter_kinds=("fog",))).validate()
     assert TrainConfig(stage="mixer", mixer=MixerSettings(kind_loss_weights={"blur": 2.0})).validate()
     for bad in ({"fog": 2.0}, {"blur": 0.0}):
         with pytest.raises(ConfigError, match="mixer.kind_loss_weights"):

@@ -21,7 +21,7 @@ from restorevar.data.datasets import (
     indices_by_degradation, jitter_tone, open_dataset, open_layout,
 )
 from restorevar.data.degradations import DEGRADATIONS
-from restorevar.training.config import TrainConfig
+from restorevar.training.config import DataConfig, TrainConfig
 
 CROP = 32
 
@@ -193,7 +193,7 @@ def test_tone_jitter_can_spare_kinds_whose_clean_tone_the_model_must_infer(photo
         item = some[index]
         assert torch.equal(item["clean"], plain[index]["clean"]) == (item["degradation"] != "none"), item["name"]
     with pytest.raises(ConfigError, match="tone_jitter_kinds"):
-        TrainConfig(stage="refiner", tone_jitter_kinds=["fog"]).validate()
+        TrainConfig(stage="refiner", data=DataConfig(tone_jitter_kinds=("fog",))).validate()
 
 
 # ---- paired folders and the paper's JSON --------------------------------------------------------

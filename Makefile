@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 # The CPU wheel installs from local disk in seconds; on a GPU machine install a CUDA build of torch first.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo clean train-default heldout
+.PHONY: install test lint demo clean train-default train-varformer heldout
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,11 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -q
+
+# ruff: lint and format check (configured in pyproject.toml); `$(VENV)/bin/ruff format .` fixes the format
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 SMOKE := tests/fixtures/golden
 demo: install
@@ -62,6 +67,17 @@ train-default: install
 	$(RV) train mixer --config configs/default/mixer.yaml --data $(PHOTOS) --out $(RUN)/mixer \
 		--expert $(RUN)/blur_expert --resume
 	$(PY) scripts/export_default.py $(RUN)/mixer $(RUN)/restorevar-small $(PHOTOS)
+
+# VarFormer on the bundled restorevar-small's frozen VAR (configs/varformer/): the adapter, then the prior-guided
+# U-Net; writes $(VF_RUN)/varformer-small (fp16). Safe to interrupt and rerun.
+VF_RUN ?= runs/varformer
+train-varformer: install
+	test -f $(PHOTOS)/manifest.json || $(VENV)/bin/restorevar data photos $(PHOTOS)
+	$(RV) train varformer_adapter --prior restorevar-small --config configs/varformer/varformer_adapter.yaml \
+		--data $(PHOTOS) --out $(VF_RUN)/adapter --resume
+	$(RV) train varformer --adapter $(VF_RUN)/adapter --config configs/varformer/varformer.yaml \
+		--data $(PHOTOS) --out $(VF_RUN)/backbone --resume
+	$(PY) scripts/export_default.py $(VF_RUN)/backbone $(VF_RUN)/varformer-small $(PHOTOS)
 
 # Held-out quality of that model (docs/design-notes.md): PSNR/SSIM/NIQE vs input and classical baselines.
 heldout: install

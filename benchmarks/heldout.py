@@ -1,8 +1,10 @@
 """Held-out quality benchmark: the model against its input and the classical baselines, on unseen photos.
 
-    python benchmarks/heldout.py --photos data/photos --out benchmarks/results/heldout-restorevar-small  # bundled model, 150 crops
-    python benchmarks/heldout.py --model DIR --photos data/photos --limit 10 --out /tmp/heldout-smoke   # smoke run
-    python benchmarks/heldout.py --photos data/photos --generator cross --out benchmarks/results/heldout-cross-restorevar-small
+    # the bundled model, 150 crops
+    python benchmarks/heldout.py --photos data/photos --out benchmarks/results/heldout-restorevar-small
+    python benchmarks/heldout.py --model DIR --photos data/photos --limit 10 --out /tmp/heldout-smoke  # smoke
+    python benchmarks/heldout.py --photos data/photos --generator cross \
+        --out benchmarks/results/heldout-cross-restorevar-small
 
 Data: the val split of a photo folder (a fixed 10% of the photos that training never sees), with
 every degradation synthesised on seed 20261123, which training never uses (it uses seed 0); each
@@ -35,14 +37,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from restorevar.evaluation.baselines import BASELINES
-from restorevar.evaluation.bench import machine_info
-from restorevar.models.checkpoint import atomic_write
 from restorevar.data.cross_generator import cross_degrade
 from restorevar.data.datasets import degradation_labels, open_dataset
+from restorevar.evaluation.baselines import BASELINES
+from restorevar.evaluation.bench import machine_info
 from restorevar.evaluation.metrics import niqe, psnr, ssim
-from restorevar.models.restorevar.model import RestoreVAR
+from restorevar.models.checkpoint import atomic_write
 from restorevar.models.registry import load_model, resolve_model
+from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.models.restorevar.vqvae import to_unit
 
 BATCH = 4
@@ -52,25 +54,33 @@ CEILINGS = {
     "tokenizer_continuous": "tokenizer, continuous: decode(encode(x))",
     "identity": "whole pipeline on the clean crop",
 }
-GENERATORS = {"ours": "the training generator (`restorevar.data.degradations`)",
-              "cross": "the independent cross generator (`restorevar.data.cross_generator`), never used in training"}
-PHOTOS_HELP = ("no photo folder: pass --photos DIR or set RESTOREVAR_PHOTOS "
-               "(build one with `restorevar data photos DIR`)")
+GENERATORS = {
+    "ours": "the training generator (`restorevar.data.degradations`)",
+    "cross": "the independent cross generator (`restorevar.data.cross_generator`), never used in training",
+}
+PHOTOS_HELP = (
+    "no photo folder: pass --photos DIR or set RESTOREVAR_PHOTOS (build one with `restorevar data photos DIR`)"
+)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder or name (default: the bundled model)")
-    parser.add_argument("--photos", default=os.environ.get("RESTOREVAR_PHOTOS"),
-                        help="clean photo folder (default: $RESTOREVAR_PHOTOS)")
+    parser.add_argument(
+        "--photos", default=os.environ.get("RESTOREVAR_PHOTOS"), help="clean photo folder (default: $RESTOREVAR_PHOTOS)"
+    )
     parser.add_argument("--size", type=int, default=512, help="crop size; must be the model's native size")
     parser.add_argument("--draws", type=int, default=2, help="crops per photo and degradation")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--out", default="benchmarks/results/heldout-small", help="writes OUT.json and OUT.md")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="only the first N crops (kinds interleaved)")
-    parser.add_argument("--generator", choices=GENERATORS, default="ours",
-                        help="who degrades the crops: ours (the training generator) or cross (the independent one)")
+    parser.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default="ours",
+        help="who degrades the crops: ours (the training generator) or cross (the independent one)",
+    )
     args = parser.parse_args()
     if args.photos is None:
         parser.error(PHOTOS_HELP)
@@ -112,8 +122,10 @@ def ceilings(model: RestoreVAR, clean_B3HW: torch.Tensor) -> dict[str, torch.Ten
     # the pipeline's convention: [-1, 1] and channels-last in, to_unit out
     latent = vqvae.encode_latent((clean_B3HW * 2 - 1).contiguous(memory_format=torch.channels_last))
     _, f_hats = vqvae.quantizer.encode(latent)
-    decoded = {"tokenizer_discrete": vqvae.decode_latent(f_hats[-1]),
-               "tokenizer_continuous": vqvae.decode_latent(latent)}
+    decoded = {
+        "tokenizer_discrete": vqvae.decode_latent(f_hats[-1]),
+        "tokenizer_continuous": vqvae.decode_latent(latent),
+    }
     images = {name: to_unit(y) for name, y in decoded.items()}
     return images | {"identity": model.restore_batch(clean_B3HW).image_B3HW}
 
@@ -162,10 +174,12 @@ def where_model_loses(summary: dict[str, dict[str, float]]) -> str:
     """Every kind (and the mean) where the model's mean PSNR or SSIM is below the input's or the baseline's."""
     losses = []
     for kind, values in summary.items():
-        gaps = [f"{metric.upper()} {gap:+.{digits}f}{unit} vs {rival}"
-                for metric, unit, digits in (("psnr", " dB", 2), ("ssim", "", 3))
-                for rival in ("input", "baseline")
-                if (gap := values[f"model_{metric}"] - values[f"{rival}_{metric}"]) < 0]
+        gaps = [
+            f"{metric.upper()} {gap:+.{digits}f}{unit} vs {rival}"
+            for metric, unit, digits in (("psnr", " dB", 2), ("ssim", "", 3))
+            for rival in ("input", "baseline")
+            if (gap := values[f"model_{metric}"] - values[f"{rival}_{metric}"]) < 0
+        ]
         if gaps:
             losses.append(f"{kind} ({', '.join(gaps)})")
     if not losses:
@@ -199,8 +213,15 @@ def markdown(report: dict) -> str:
             f"{v['input_niqe']:.2f} / {v['baseline_niqe']:.2f} / {v['model_niqe']:.2f} / {v['clean_niqe']:.2f} |"
         )
     baselines = ", ".join(f"{kind}: `{fn.__name__}`" for kind, fn in BASELINES.items())
-    lines += ["", f"Baselines ({baselines}) are in `restorevar.evaluation.baselines`; \"mean\" is the mean of the kinds.",
-              "", "## Ceilings on the clean crops", "", "| reconstruction | PSNR | SSIM |", "|---|---|---|"]
+    lines += [
+        "",
+        f'Baselines ({baselines}) are in `restorevar.evaluation.baselines`; "mean" is the mean of the kinds.',
+        "",
+        "## Ceilings on the clean crops",
+        "",
+        "| reconstruction | PSNR | SSIM |",
+        "|---|---|---|",
+    ]
     for name, label in CEILINGS.items():
         lines.append(f"| {label} | {summary['mean'][f'{name}_psnr']:.2f} | {summary['mean'][f'{name}_ssim']:.3f} |")
     lines += ["", where_model_loses(summary)]
@@ -227,12 +248,28 @@ def main() -> None:
     rows = evaluate(model, dataset, indices)
     wall_s = time.perf_counter() - start
 
-    settings = {"model": args.model, "model_path": str(model_path), "photos": str(args.photos), "size": args.size,
-                "draws": args.draws, "seed": args.seed, "limit": args.limit, "batch": BATCH, "generator": args.generator,
-                "dtype": str(model.compute_dtype).removeprefix("torch.")}
+    settings = {
+        "model": args.model,
+        "model_path": str(model_path),
+        "photos": str(args.photos),
+        "size": args.size,
+        "draws": args.draws,
+        "seed": args.seed,
+        "limit": args.limit,
+        "batch": BATCH,
+        "generator": args.generator,
+        "dtype": str(model.compute_dtype).removeprefix("torch."),
+    }
     counts = {kind: sum(row["kind"] == kind for row in rows) for kind in dict.fromkeys(r["kind"] for r in rows)}
-    report = {"settings": settings, "machine": machine_info(model.device), "count": len(rows), "counts": counts,
-              "wall_s": wall_s, "summary": summarise(rows), "rows": rows}
+    report = {
+        "settings": settings,
+        "machine": machine_info(model.device),
+        "count": len(rows),
+        "counts": counts,
+        "wall_s": wall_s,
+        "summary": summarise(rows),
+        "rows": rows,
+    }
     text = markdown(report)
     out = Path(args.out)
     write_atomically(out.with_name(out.name + ".json"), json.dumps(report, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Where the refiner's error is, per degradation, on the held-out crops of `heldout.py`.
 
-    python benchmarks/latent_errors.py --photos data/photos --out /tmp/latent-errors    # bundled model, 150 crops, ~2.5 min
+    python benchmarks/latent_errors.py --photos data/photos --out /tmp/latent-errors  # bundled model, ~2.5 min
     python benchmarks/latent_errors.py --model DIR --photos data/photos --limit 10      # smoke run
 
 Per crop, three latents: f = E(clean), the target; d, the degraded image's latent, which the refiner
@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from restorevar.data.datasets import open_dataset
 from restorevar.evaluation.metrics import psnr
-from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.models.registry import load_model, resolve_model
+from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.models.restorevar.vqvae import to_unit
 
 PARTS = ("tone_global", "tone_local", "detail")
@@ -41,9 +41,11 @@ def error_parts(latent_BChw: torch.Tensor, target_BChw: torch.Tensor, tone_chann
     error = (latent_BChw - target_BChw).float()
     tone = error[:, :tone_channels]
     cast = tone.mean((2, 3), keepdim=True)
-    return {"tone_global": cast.square().sum((1, 2, 3)),
-            "tone_local": (tone - cast).square().mean((2, 3)).sum(1),
-            "detail": error[:, tone_channels:].square().mean((2, 3)).sum(1)}
+    return {
+        "tone_global": cast.square().sum((1, 2, 3)),
+        "tone_local": (tone - cast).square().mean((2, 3)).sum(1),
+        "detail": error[:, tone_channels:].square().mean((2, 3)).sum(1),
+    }
 
 
 @torch.inference_mode()
@@ -57,8 +59,11 @@ def evaluate(model: RestoreVAR, dataset, indices: list[int], tone_channels: int,
         latents = {"degraded": steps.degraded_latent_BChw, "refined": steps.latent_BChw}
         target = vqvae.encode_latent(torch.stack([item["clean"] for item in items]) * 2 - 1)
         parts = {name: error_parts(latent, target, tone_channels) for name, latent in latents.items()}
-        images = {"input": degraded, "tokenizer": to_unit(vqvae.decode_latent(latents["degraded"])),
-                  "model": restoration.image_B3HW}
+        images = {
+            "input": degraded,
+            "tokenizer": to_unit(vqvae.decode_latent(latents["degraded"])),
+            "model": restoration.image_B3HW,
+        }
         for b, item in enumerate(items):
             row = {"name": item["name"], "kind": item["degradation"]}
             row |= {f"{name}_{part}": float(errors[part][b]) for name, errors in parts.items() for part in PARTS}
@@ -69,19 +74,24 @@ def evaluate(model: RestoreVAR, dataset, indices: list[int], tone_channels: int,
 
 
 def markdown(rows: list[dict], settings: dict) -> str:
-    lines = [f"# Latent errors: {settings['model_path']}", "",
-             f"{len(rows)} held-out crops of heldout.py (seed {settings['seed']}, {settings['draws']} draws); "
-             f"tone = the first {settings['tone_channels']} latent channels. Latent squared error against E(clean), "
-             "×100, degraded latent → refined latent (lower is better).", "",
-             "| kind | total | tone, global | tone, local | detail | PSNR input / D(degraded) / model |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Latent errors: {settings['model_path']}",
+        "",
+        f"{len(rows)} held-out crops of heldout.py (seed {settings['seed']}, {settings['draws']} draws); "
+        f"tone = the first {settings['tone_channels']} latent channels. Latent squared error against E(clean), "
+        "×100, degraded latent → refined latent (lower is better).",
+        "",
+        "| kind | total | tone, global | tone, local | detail | PSNR input / D(degraded) / model |",
+        "|---|---|---|---|---|---|",
+    ]
     for kind in dict.fromkeys(row["kind"] for row in rows):
         group = [row for row in rows if row["kind"] == kind]
         mean = {key: statistics.fmean(row[key] for row in group) * 100 for key in group[0] if key.endswith(PARTS)}
         cells = [f"{mean[f'degraded_{p}']:.2f} → {mean[f'refined_{p}']:.2f}" for p in PARTS]
         total = [sum(mean[f"{name}_{p}"] for p in PARTS) for name in ("degraded", "refined")]
-        psnrs = " / ".join(f"{statistics.fmean(row[f'{n}_psnr'] for row in group):.2f}"
-                           for n in ("input", "tokenizer", "model"))
+        psnrs = " / ".join(
+            f"{statistics.fmean(row[f'{n}_psnr'] for row in group):.2f}" for n in ("input", "tokenizer", "model")
+        )
         lines.append(f"| {kind} | {total[0]:.2f} → {total[1]:.2f} | {' | '.join(cells)} | {psnrs} |")
     return "\n".join(lines) + "\n"
 
@@ -102,11 +112,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model_path = resolve_model(args.model)
     model = load_model(model_path, device="cpu")
-    dataset = open_dataset(args.photos, crop_size=model.image_size, split="val", seed=args.seed,
-                           draws_per_photo=args.draws)
+    dataset = open_dataset(
+        args.photos, crop_size=model.image_size, split="val", seed=args.seed, draws_per_photo=args.draws
+    )
     rows = evaluate(model, dataset, interleaved_indices(dataset, args.limit), args.tone_channels)
-    settings = {"model_path": str(model_path), "photos": str(args.photos), "seed": args.seed, "draws": args.draws,
-                "limit": args.limit, "tone_channels": args.tone_channels}
+    settings = {
+        "model_path": str(model_path),
+        "photos": str(args.photos),
+        "seed": args.seed,
+        "draws": args.draws,
+        "limit": args.limit,
+        "tone_channels": args.tone_channels,
+    }
     text = markdown(rows, settings)
     out = Path(args.out)
     write_atomically(out.with_name(out.name + ".json"), json.dumps({"settings": settings, "rows": rows}, indent=2))

@@ -36,8 +36,9 @@ def golden_tiny_model(directory: Path) -> Path:
     from restorevar.models.restorevar.model import RestoreVAR
 
     golden = ROOT / "tests" / "fixtures" / "golden"
-    converted = convert_official(golden / "vqvae_tiny" / "state_dict.safetensors",
-                                 golden / "restorevar_tiny" / "restorevar.pth", refiner_heads=2)
+    converted = convert_official(
+        golden / "vqvae_tiny" / "state_dict.safetensors", golden / "restorevar_tiny" / "restorevar.pth", refiner_heads=2
+    )
     model = RestoreVAR(converted.config)
     for name, state in converted.states.items():
         getattr(model, name).load_state_dict(state, strict=True)
@@ -51,8 +52,19 @@ def rss_mb(pid: int) -> float:
 
 
 def start_server(model: Path, args) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "restorevar.serving.app", "--model", str(model), "--port", "0",
-               "--concurrency", str(args.concurrency), "--queue-size", str(args.queue_size)]
+    command = [
+        sys.executable,
+        "-m",
+        "restorevar.serving.app",
+        "--model",
+        str(model),
+        "--port",
+        "0",
+        "--concurrency",
+        str(args.concurrency),
+        "--queue-size",
+        str(args.queue_size),
+    ]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -118,8 +130,11 @@ def run(args) -> dict:
             sampler.start()
             start = time.perf_counter()
             with ThreadPoolExecutor(args.clients) as pool:
-                results = list(pool.map(lambda _: with_retries(url, buffer.getvalue(), upload_image.size, args),
-                                        range(args.requests)))
+                results = list(
+                    pool.map(
+                        lambda _: with_retries(url, buffer.getvalue(), upload_image.size, args), range(args.requests)
+                    )
+                )
             wall = time.perf_counter() - start
             time.sleep(args.settle)
             done.set()
@@ -132,40 +147,63 @@ def run(args) -> dict:
             server.wait(30)
     outcomes = Counter(outcome for outcome, _, _ in results)
     ok_seconds = sorted(seconds for outcome, seconds, _ in results if outcome == "ok")
-    return {"requests": args.requests, "clients": args.clients, "concurrency": args.concurrency,
-            "queue_size": args.queue_size, "outcomes": dict(outcomes), "wall_s": wall,
-            "ok_median_s": ok_seconds[len(ok_seconds) // 2] if ok_seconds else None,
-            "ok_max_s": ok_seconds[-1] if ok_seconds else None,
-            "busy_answers": sum(busy for _, _, busy in results), "retries": args.retries,
-            "rss_cold_mb": cold, "rss_before_mb": before, "rss_peak_mb": max(peak), "rss_after_mb": after,
-            "settle_s": args.settle, "server_alive": alive, "queue_after": health["queue"],
-            "image": f"{upload_image.size[0]}×{upload_image.size[1]}"}
+    return {
+        "requests": args.requests,
+        "clients": args.clients,
+        "concurrency": args.concurrency,
+        "queue_size": args.queue_size,
+        "outcomes": dict(outcomes),
+        "wall_s": wall,
+        "ok_median_s": ok_seconds[len(ok_seconds) // 2] if ok_seconds else None,
+        "ok_max_s": ok_seconds[-1] if ok_seconds else None,
+        "busy_answers": sum(busy for _, _, busy in results),
+        "retries": args.retries,
+        "rss_cold_mb": cold,
+        "rss_before_mb": before,
+        "rss_peak_mb": max(peak),
+        "rss_after_mb": after,
+        "settle_s": args.settle,
+        "server_alive": alive,
+        "queue_after": health["queue"],
+        "image": f"{upload_image.size[0]}×{upload_image.size[1]}",
+    }
 
 
 def markdown(r: dict) -> str:
     outcomes = ", ".join(f"{count} {name}" for name, count in sorted(r["outcomes"].items()))
     fmt = lambda value: "–" if value is None else f"{value:.2f}"  # noqa: E731
-    return "\n".join([
-        "# `restorevar serve` load test", "",
-        f"`python benchmarks/load_test.py --requests {r['requests']} --clients {r['clients']}` — golden tiny model "
-        "(random weights, 128²), CPU, loopback only.", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
-        f"Python {platform.python_version()}.", "",
-        "| setting | value |", "|---|---|",
-        f"| requests / concurrent clients | {r['requests']} / {r['clients']} |",
-        f"| server --concurrency / --queue-size | {r['concurrency']} / {r['queue_size']} |",
-        f"| upload | {r['image']} PNG, `POST /api/restore` (waits for the result), timeout {r.get('timeout', 120)} s |",
-        f"| outcomes | {outcomes} |",
-        f"| wall time | {r['wall_s']:.1f} s |",
-        f"| latency of successes incl. retries: median / max | {fmt(r['ok_median_s'])} s / {fmt(r['ok_max_s'])} s |",
-        f"| 503 busy answers seen (clients wait Retry-After, retry up to {r['retries']}×) | {r['busy_answers']} |",
-        f"| server RSS at start (model loaded) | {r['rss_cold_mb']:.0f} MB |",
-        f"| server RSS before (after 1 warm-up request) / peak / after ({r['settle_s']:g} s idle) | "
-        f"{r['rss_before_mb']:.0f} / {r['rss_peak_mb']:.0f} / {r['rss_after_mb']:.0f} MB |",
-        f"| server alive afterwards, queue | {r['server_alive']}, {r['queue_after']} |", "",
-        "Outcomes are final: every request either succeeded (a PNG of the upload's size) or, after its retries, "
-        "still got `503` with a JSON \"server busy\" message and `Retry-After`. Any other outcome (error, "
-        "timeout, wrong size) would be listed there and makes the script exit 1.", ""])
+    return "\n".join(
+        [
+            "# `restorevar serve` load test",
+            "",
+            f"`python benchmarks/load_test.py --requests {r['requests']} --clients {r['clients']}` — golden tiny model "
+            "(random weights, 128²), CPU, loopback only.",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
+            f"Python {platform.python_version()}.",
+            "",
+            "| setting | value |",
+            "|---|---|",
+            f"| requests / concurrent clients | {r['requests']} / {r['clients']} |",
+            f"| server --concurrency / --queue-size | {r['concurrency']} / {r['queue_size']} |",
+            f"| upload | {r['image']} PNG, `POST /api/restore` (waits for the result), "
+            f"timeout {r.get('timeout', 120)} s |",
+            f"| outcomes | {outcomes} |",
+            f"| wall time | {r['wall_s']:.1f} s |",
+            f"| latency of successes incl. retries: median / max "
+            f"| {fmt(r['ok_median_s'])} s / {fmt(r['ok_max_s'])} s |",
+            f"| 503 busy answers seen (clients wait Retry-After, retry up to {r['retries']}×) | {r['busy_answers']} |",
+            f"| server RSS at start (model loaded) | {r['rss_cold_mb']:.0f} MB |",
+            f"| server RSS before (after 1 warm-up request) / peak / after ({r['settle_s']:g} s idle) | "
+            f"{r['rss_before_mb']:.0f} / {r['rss_peak_mb']:.0f} / {r['rss_after_mb']:.0f} MB |",
+            f"| server alive afterwards, queue | {r['server_alive']}, {r['queue_after']} |",
+            "",
+            "Outcomes are final: every request either succeeded (a PNG of the upload's size) or, after its retries, "
+            'still got `503` with a JSON "server busy" message and `Retry-After`. Any other outcome (error, '
+            "timeout, wrong size) would be listed there and makes the script exit 1.",
+            "",
+        ]
+    )
 
 
 def main() -> int:

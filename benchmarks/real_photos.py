@@ -70,8 +70,12 @@ PHOTOS = (
     Photo("mountain", "dark", "enlightenment-data", f"{BACKGROUNDS}/Mountain.edj"),
     Photo("peaks", "dark", "enlightenment-data", f"{BACKGROUNDS}/Peaks.edj"),
     Photo("lichen-branches", "dark", "enlightenment-data", f"{BACKGROUNDS}/Lichen-Branches.edj"),
-    Photo("darkest-hour", "dark", "plasma-workspace-wallpapers",
-          "usr/share/wallpapers/DarkestHour/contents/images/2560x1600.jpg"),
+    Photo(
+        "darkest-hour",
+        "dark",
+        "plasma-workspace-wallpapers",
+        "usr/share/wallpapers/DarkestHour/contents/images/2560x1600.jpg",
+    ),
     Photo("text-motion", "motion blur", "opencv-doc", f"{OPENCV}/text_motion.jpg"),
     Photo("licenseplate-motion", "motion blur", "opencv-doc", f"{OPENCV}/licenseplate_motion.jpg"),
     Photo("clock-motion", "motion blur", "scikit-image", "data/clock_motion.png"),
@@ -84,8 +88,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="model folder or name (default: the bundled model)")
     parser.add_argument("--cache-dir", default="data/real_photos", help="where the packages' files are kept")
     parser.add_argument("--fetch", action="store_true", help="download missing packages with apt-get")
-    parser.add_argument("--out", default="benchmarks/results/real-photos-restorevar-small",
-                        help="writes OUT.json and OUT.md")
+    parser.add_argument(
+        "--out", default="benchmarks/results/real-photos-restorevar-small", help="writes OUT.json and OUT.md"
+    )
     parser.add_argument("--sheet", default="docs/img/real-photos.jpg", help="the contact sheet (JPEG)")
     parser.add_argument("--max-side", type=int, default=1600, help="downscale photos with a longer side first")
     parser.add_argument("--threads", type=int, default=2)
@@ -139,10 +144,12 @@ def extract(deb: Path, members: set[str], target: Path) -> None:
 def require(photos, cache: Path) -> None:
     missing = missing_photos(photos, cache)
     if missing:
-        lines = [f"  {photo.path(cache)}  <- /{photo.member} from the Debian package {photo.package}"
-                 for photo in missing]
-        raise SystemExit("missing real photos (run again with --fetch, or put each file where shown):\n"
-                         + "\n".join(lines))
+        lines = [
+            f"  {photo.path(cache)}  <- /{photo.member} from the Debian package {photo.package}" for photo in missing
+        ]
+        raise SystemExit(
+            "missing real photos (run again with --fetch, or put each file where shown):\n" + "\n".join(lines)
+        )
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -153,7 +160,7 @@ def largest_jpeg_in(data: bytes) -> Image.Image:
     best = None
     for match in re.finditer(rb"\xff\xd8\xff", data):
         try:
-            image = Image.open(io.BytesIO(data[match.start():]))
+            image = Image.open(io.BytesIO(data[match.start() :]))
             image.load()
         except (OSError, SyntaxError, ValueError):
             continue
@@ -192,12 +199,24 @@ def run(restorer: Restorer, photos, cache: Path, max_side: int) -> tuple[list[di
         restored = restorer.restore(image).convert("RGB")
         seconds = time.perf_counter() - start
         restored.save(restored_dir / f"{photo.name}.png")
-        row = {"name": photo.name, "kind": photo.kind, "package": photo.package, "file": photo.member,
-               "original_size": list(original), "size": list(image.size), "downscaled": image.size != original,
-               "niqe_input": niqe(as_array(image)), "niqe_output": niqe(as_array(restored)), "seconds": seconds}
+        row = {
+            "name": photo.name,
+            "kind": photo.kind,
+            "package": photo.package,
+            "file": photo.member,
+            "original_size": list(original),
+            "size": list(image.size),
+            "downscaled": image.size != original,
+            "niqe_input": niqe(as_array(image)),
+            "niqe_output": niqe(as_array(restored)),
+            "seconds": seconds,
+        }
         row["niqe_change"] = row["niqe_output"] - row["niqe_input"]
-        print(f"{photo.name}: {image.width}×{image.height}, NIQE {row['niqe_input']:.2f} → {row['niqe_output']:.2f}, "
-              f"{seconds:.1f} s", flush=True)
+        print(
+            f"{photo.name}: {image.width}×{image.height}, NIQE {row['niqe_input']:.2f} → {row['niqe_output']:.2f}, "
+            f"{seconds:.1f} s",
+            flush=True,
+        )
         rows.append(row)
         pairs.append((image, restored, row))
     return rows, pairs
@@ -215,8 +234,12 @@ def contact_sheet(pairs, width: int = SHEET_WIDTH) -> Image.Image:
         strip.paste(restored.resize((panel, height), Image.Resampling.LANCZOS), (panel + 10, LABEL_HEIGHT))
         draw = ImageDraw.Draw(strip)
         size = "x".join(map(str, row["size"])) + (" (downscaled)" if row["downscaled"] else "")  # the font lacks ×
-        draw.text((4, 4), f"{row['name']} ({row['kind']}, {size}) input, NIQE {row['niqe_input']:.2f}",
-                  fill="black", font=font)
+        draw.text(
+            (4, 4),
+            f"{row['name']} ({row['kind']}, {size}) input, NIQE {row['niqe_input']:.2f}",
+            fill="black",
+            font=font,
+        )
         draw.text((panel + 14, 4), f"output, NIQE {row['niqe_output']:.2f}", fill="black", font=font)
         rows.append(strip)
     sheet = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
@@ -245,9 +268,11 @@ def markdown(report: dict) -> str:
         size = "×".join(map(str, row["size"]))
         if row["downscaled"]:
             size += f" (from {'×'.join(map(str, row['original_size']))})"
-        lines.append(f"| {row['name']} | {row['kind']} | {row['package']} `{Path(row['file']).name}` | {size} | "
-                     f"{row['niqe_input']:.2f} | {row['niqe_output']:.2f} | {row['niqe_change']:+.2f} | "
-                     f"{row['seconds']:.1f} |")
+        lines.append(
+            f"| {row['name']} | {row['kind']} | {row['package']} `{Path(row['file']).name}` | {size} | "
+            f"{row['niqe_input']:.2f} | {row['niqe_output']:.2f} | {row['niqe_change']:+.2f} | "
+            f"{row['seconds']:.1f} |"
+        )
     worse = [row["name"] for row in report["rows"] if row["niqe_change"] > 0]
     lines += ["", "**NIQE above the input on:** " + (", ".join(worse) if worse else "none") + "."]
     return "\n".join(lines) + "\n"
@@ -266,8 +291,13 @@ def main() -> None:
     start = time.perf_counter()
     rows, pairs = run(restorer, photos, cache, args.max_side)
     wall_s = time.perf_counter() - start
-    settings = {"model": args.model, "model_path": str(model_path), "max_side": args.max_side, "sheet": args.sheet,
-                "tile": restorer.model.image_size}
+    settings = {
+        "model": args.model,
+        "model_path": str(model_path),
+        "max_side": args.max_side,
+        "sheet": args.sheet,
+        "tile": restorer.model.image_size,
+    }
     report = {"settings": settings, "machine": machine_info(restorer.model.device), "wall_s": wall_s, "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ Ten training pairs per degradation (512² unless --size; seed 777, photos spread
 val split the held-out benchmark uses). Prints the mean PSNR of every candidate; the best ones
 are the constants at the top of `restorevar/evaluation/baselines.py`.
 
-Result at 256² (the photo set of `restorevar data photos`: 137 train photos, 10 pairs per kind; mean PSNR, input → baseline):
+Result at 256² (the photo set of `restorevar data photos`: 137 train photos, 10 pairs per kind;
+mean PSNR, input → baseline):
 
 | kind | parameters | input | baseline | runner-up |
 |---|---|---|---|---|
@@ -32,9 +33,9 @@ from collections.abc import Callable
 
 import torch
 
-from restorevar.evaluation import baselines
 from restorevar.data.datasets import open_dataset
 from restorevar.data.degradations import DEGRADATIONS
+from restorevar.evaluation import baselines
 from restorevar.evaluation.metrics import psnr
 
 MEDIAN_SIZES = (3, 5)
@@ -69,13 +70,16 @@ def main() -> None:
     pairs = training_pairs(args.photos, args.per_kind, args.seed, args.size)
 
     for kind in DEGRADATIONS:
-        print(f"{kind}: input {mean_psnr(pairs[kind], lambda x: x):.2f} dB, "
-              f"default baseline {mean_psnr(pairs[kind], baselines.BASELINES[kind]):.2f} dB")
+        print(
+            f"{kind}: input {mean_psnr(pairs[kind], lambda x: x):.2f} dB, "
+            f"default baseline {mean_psnr(pairs[kind], baselines.BASELINES[kind]):.2f} dB"
+        )
     for kind, filter_ in (("rain", baselines.derain_median), ("snow", baselines.desnow_median)):
         for size in MEDIAN_SIZES:
-            print(f"{kind} median {size}x{size}: {mean_psnr(pairs[kind], lambda x: filter_(x, size=size)):.2f} dB")
+            score = mean_psnr(pairs[kind], lambda x, f=filter_, s=size: f(x, size=s))
+            print(f"{kind} median {size}x{size}: {score:.2f} dB")
     scores = {
-        (sigma, nsr): mean_psnr(pairs["blur"], lambda x: baselines.deblur_wiener(x, sigma=sigma, nsr=nsr))
+        (sigma, nsr): mean_psnr(pairs["blur"], lambda x, s=sigma, n=nsr: baselines.deblur_wiener(x, sigma=s, nsr=n))
         for sigma, nsr in itertools.product(WIENER_SIGMAS, WIENER_NSRS)
     }
     for (sigma, nsr), value in scores.items():

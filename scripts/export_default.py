@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restorevar.models import checkpoint
+from restorevar.data.manifest import Manifest, split_photos
 from restorevar.images.load import to_tensor
-from restorevar.data.photos import Manifest, split_photos
 from restorevar.inference.pipeline import Restorer
+from restorevar.models import checkpoint
 from restorevar.models.registry import load_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -32,8 +32,10 @@ def write_manifest(photo_dir: Path, out_dir: Path) -> None:
     """Every photo's source and licence, and whether training saw it ("train") or not ("heldout")."""
     manifest = Manifest.load(photo_dir / "manifest.json")
     _, heldout = split_photos(manifest)
-    rows = [{**dataclasses.asdict(record), "split": "heldout" if record.file in heldout else "train"}
-            for record in manifest.photos]
+    rows = [
+        {**dataclasses.asdict(record), "split": "heldout" if record.file in heldout else "train"}
+        for record in manifest.photos
+    ]
     checkpoint.save_json({"packages": manifest.packages, "photos": rows}, out_dir / "training_photos.json")
 
 
@@ -50,8 +52,10 @@ def export(run_dir: Path, out_dir: Path, photo_dir: Path) -> None:
     worst = float("inf")
     for path in sorted(EXAMPLES.glob("*.jpg")):
         with torch.inference_mode():
-            a, b = (to_tensor(np.asarray(Restorer(m).restore(path), dtype=np.float32) / 255)
-                    for m in (model_fp32, model_fp16))
+            a, b = (
+                to_tensor(np.asarray(Restorer(m).restore(path), dtype=np.float32) / 255)
+                for m in (model_fp32, model_fp16)
+            )
         mse = float((a - b).square().mean())
         agreement = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-12))).item()
         worst = min(worst, agreement)

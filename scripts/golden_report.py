@@ -24,8 +24,9 @@ from restorevar.models.restorevar.model import RestoreVAR  # noqa: E402
 
 
 def ours() -> dict[str, dict[str, torch.Tensor]]:
-    converted = convert_official(GOLDEN / "vqvae_tiny" / "state_dict.safetensors",
-                                 GOLDEN / "restorevar_tiny" / "restorevar.pth", refiner_heads=2)
+    converted = convert_official(
+        GOLDEN / "vqvae_tiny" / "state_dict.safetensors", GOLDEN / "restorevar_tiny" / "restorevar.pth", refiner_heads=2
+    )
     model = RestoreVAR(converted.config).eval()
     for name, state in converted.states.items():
         getattr(model, name).load_state_dict(state)
@@ -71,7 +72,10 @@ def main() -> None:
         for name, got in tensors.items():
             exp = expected[name]
             if not exp.is_floating_point():
-                print(f"| {model_name} | {name} | – | {'identical' if torch.equal(got, exp) else 'DIFFERENT'} | exact | – |")
+                print(
+                    f"| {model_name} | {name} | – | "
+                    f"{'identical' if torch.equal(got, exp) else 'DIFFERENT'} | exact | – |"
+                )
                 continue
             diff = (got.float() - exp).abs().max().item()
             atol = tolerances[model_name].get(name, {}).get("recommended_atol")

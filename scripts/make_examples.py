@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from restorevar.data.degradations import DEGRADATIONS, degrade
+from restorevar.data.manifest import Manifest, split_photos
 from restorevar.images.load import to_tensor
-from restorevar.data.photos import Manifest, split_photos
 
 OUT = Path(__file__).resolve().parent.parent / "examples"
 SEED = 9_000_000  # far from the training seeds
@@ -44,8 +44,13 @@ def main(photo_dir: Path) -> None:
     by_name = {r.file: r for r in manifest.photos}
     assert set(PICKS.values()) <= set(val_names), "examples must come from the held-out split"
     (OUT / "clean").mkdir(parents=True, exist_ok=True)
-    lines = ["# Example photos", "", "Held-out photos (validation split) degraded synthetically by "
-             "`scripts/make_examples.py`. Sources and licences:", ""]
+    lines = [
+        "# Example photos",
+        "",
+        "Held-out photos (validation split) degraded synthetically by "
+        "`scripts/make_examples.py`. Sources and licences:",
+        "",
+    ]
     for kind in DEGRADATIONS:
         record = by_name[PICKS[kind]]
         clean = crop_4x3(Image.open(photo_dir / record.file).convert("RGB"))
@@ -53,8 +58,10 @@ def main(photo_dir: Path) -> None:
         pixels = (degraded.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(OUT / f"{kind}.jpg", quality=95)
         clean.save(OUT / "clean" / f"{kind}.png")
-        lines.append(f"- `{kind}.jpg`: {record.copyright}, {record.licence}, {record.source_url or ''} "
-                     f"(Debian `{record.package}` {record.version}, `{record.path}`)")
+        lines.append(
+            f"- `{kind}.jpg`: {record.copyright}, {record.licence}, {record.source_url or ''} "
+            f"(Debian `{record.package}` {record.version}, `{record.path}`)"
+        )
     (OUT / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n")
 
 

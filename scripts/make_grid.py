@@ -1,4 +1,5 @@
-"""A before/after grid (the model card's and the README's): each bundled example, restored by a model, beside its clean photo.
+"""A before/after grid (the model card's and the README's): each bundled example, restored by a model, beside its
+clean photo.
 
     python scripts/make_grid.py [--model NAME_OR_DIR] [--out docs/img/before-after.jpg]
 
@@ -22,8 +23,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def labelled(image: Image.Image, text: str, scale: float) -> Image.Image:
-    tile = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)),
-                                       Image.Resampling.LANCZOS)
+    tile = image.convert("RGB").resize(
+        (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
+    )
     draw = ImageDraw.Draw(tile)
     box = draw.textbbox((6, 6), text)
     draw.rectangle((box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3), fill=(0, 0, 0))
@@ -45,12 +47,18 @@ def main() -> None:
         clean = Image.open(EXAMPLES / "clean" / f"{kind}.png").convert("RGB")
         restored = restorer.restore(degraded)
         target = np.asarray(clean, dtype=np.float32) / 255
-        score = {name: psnr(np.asarray(im, dtype=np.float32) / 255, target)
-                 for name, im in (("input", degraded), ("restored", restored))}
+        score = {
+            name: psnr(np.asarray(im, dtype=np.float32) / 255, target)
+            for name, im in (("input", degraded), ("restored", restored))
+        }
         print(f"{kind}: input {score['input']:.2f} dB -> restored {score['restored']:.2f} dB")
-        rows.append([labelled(degraded, f"{kind}: input {score['input']:.1f} dB", args.scale),
-                     labelled(restored, f"RestoreVAR small {score['restored']:.1f} dB", args.scale),
-                     labelled(clean, "clean", args.scale)])
+        rows.append(
+            [
+                labelled(degraded, f"{kind}: input {score['input']:.1f} dB", args.scale),
+                labelled(restored, f"RestoreVAR small {score['restored']:.1f} dB", args.scale),
+                labelled(clean, "clean", args.scale),
+            ]
+        )
     width, height = rows[0][0].size
     grid = Image.new("RGB", (3 * width, len(rows) * height), "white")
     for r, row in enumerate(rows):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.convert import convert_official
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.presets import get_preset
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 
@@ -24,7 +24,11 @@ def assert_golden(got: torch.Tensor, expected: torch.Tensor, c: float) -> None:
 @pytest.fixture(scope="session")
 def golden_vqvae():
     d = GOLDEN / "vqvae_tiny"
-    return load_file(d / "state_dict.safetensors"), load_file(d / "input.safetensors"), load_file(d / "expected.safetensors")
+    return (
+        load_file(d / "state_dict.safetensors"),
+        load_file(d / "input.safetensors"),
+        load_file(d / "expected.safetensors"),
+    )
 
 
 @pytest.fixture(scope="session")

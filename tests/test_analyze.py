@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from restorevar.evaluation.analyze import AnalysisError, analysis_grid, analyze_pair, swap_scales, token_agreement
 from restorevar.cli.main import main
+from restorevar.evaluation.analyze import AnalysisError, analysis_grid, analyze_pair, swap_scales, token_agreement
 from restorevar.evaluation.report import CAPTION_HEIGHT, GAP, LABEL_WIDTH, grid_size
 
 
@@ -56,7 +56,7 @@ def test_swapped_decodes_equal_decode_indices(golden_model, analysis):
         coarse = golden_model.vqvae.decode_indices(swap_scales(degraded, clean, [0, 1]))
         fine = golden_model.vqvae.decode_indices(swap_scales(clean, degraded, range(2, 6)))
     # the analysis decodes 6 variants in one batch: float noise up to ~2e-5
-    to_image = lambda x: ((x[0].clamp(-1, 1) + 1) / 2)  # noqa: E731
+    to_image = lambda x: (x[0].clamp(-1, 1) + 1) / 2  # noqa: E731
     torch.testing.assert_close(analysis.images["degraded + clean scales 1..2"], to_image(coarse), atol=1e-4, rtol=0)
     torch.testing.assert_close(analysis.images["clean + degraded scales 3..6"], to_image(fine), atol=1e-4, rtol=0)
     assert not torch.allclose(analysis.images["recon(degraded)"], analysis.images["recon(clean)"])
@@ -76,8 +76,8 @@ def test_grid_size_and_labels(analysis):
     assert grid.size == grid_size(4, 3, 128) == expected_size
     pixels = np.asarray(grid)
     assert (pixels[:, :LABEL_WIDTH] < 128).any()  # row labels drawn
-    assert (pixels[GAP:GAP + CAPTION_HEIGHT, LABEL_WIDTH:] < 128).any()  # captions drawn
-    first_cell = pixels[GAP + CAPTION_HEIGHT:GAP + CAPTION_HEIGHT + 128, LABEL_WIDTH:LABEL_WIDTH + 128]
+    assert (pixels[GAP : GAP + CAPTION_HEIGHT, LABEL_WIDTH:] < 128).any()  # captions drawn
+    first_cell = pixels[GAP + CAPTION_HEIGHT : GAP + CAPTION_HEIGHT + 128, LABEL_WIDTH : LABEL_WIDTH + 128]
     expected = np.round(analysis.images["degraded"].permute(1, 2, 0).numpy() * 255)
     np.testing.assert_allclose(first_cell, expected, atol=1)
     assert "restored" in analysis.table() and analysis.table().count("*") == 3  # 2 coarse rows + footnote
@@ -96,8 +96,17 @@ def test_cli_writes_grid_and_json(golden_model, tmp_path):
         Image.fromarray(np.round(image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(tmp_path / name)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["analyze", str(tmp_path / "hazy.png"), str(tmp_path / "clean.png"), "-o",
-                     str(tmp_path / "out" / "grid.png"), "--model", str(tmp_path / "model")])
+        code = main(
+            [
+                "analyze",
+                str(tmp_path / "hazy.png"),
+                str(tmp_path / "clean.png"),
+                "-o",
+                str(tmp_path / "out" / "grid.png"),
+                "--model",
+                str(tmp_path / "model"),
+            ]
+        )
     assert code == 0
     info = json.loads((tmp_path / "out" / "grid.json").read_text(encoding="utf-8"))
     assert info["coarse_scales"] == 3 and info["patch_nums"] == [1, 2, 3, 4, 6, 8]

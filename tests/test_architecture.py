@@ -79,9 +79,20 @@ def test_layers_import_downwards_only():
 
 def test_the_paper_model_imports_nothing_of_our_add_ons():
     paper = {m: t for m, t in graph().items() if m.startswith("restorevar.models.restorevar")}
-    leaks = [f"{m} -> {t}" for m, targets in paper.items() for t in targets
-             if not t.startswith(("restorevar.models.restorevar", "restorevar.models.config", "restorevar.models.layers",
-                                  "restorevar.models.interface", "restorevar.models.checkpoint"))]
+    leaks = [
+        f"{m} -> {t}"
+        for m, targets in paper.items()
+        for t in targets
+        if not t.startswith(
+            (
+                "restorevar.models.restorevar",
+                "restorevar.models.config",
+                "restorevar.models.layers",
+                "restorevar.models.interface",
+                "restorevar.models.checkpoint",
+            )
+        )
+    ]
     assert not leaks, leaks
 
 
@@ -95,7 +106,7 @@ def test_no_import_cycles():
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state[nxt] == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt) :] + [nxt]))
             if state[nxt] == 0:
                 visit(nxt)
         stack.pop()
@@ -114,11 +125,13 @@ def PACKAGE_INIT(module: str) -> bool:  # noqa: N802 - a predicate used as a fil
 def test_every_module_imports_on_its_own():
     """Each module in a fresh interpreter, so that no import works only because another ran first."""
     names = [m for m in modules() if not m.endswith("__main__")]
-    code = ("import importlib, sys\n"
-            "for name in sys.argv[1:]:\n"
-            "    for loaded in [m for m in sys.modules if m.startswith('restorevar')]:\n"
-            "        del sys.modules[loaded]\n"
-            "    importlib.import_module(name)\n")
+    code = (
+        "import importlib, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    for loaded in [m for m in sys.modules if m.startswith('restorevar')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -11,10 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restorevar.evaluation.baselines import (
-    BASELINES, WIENER_SIGMA, dehaze_dark_channel, derain_median, desnow_median, enhance_low_light,
-)
 from restorevar.data.degradations import DEGRADATIONS
+from restorevar.evaluation.baselines import (
+    BASELINES,
+    WIENER_SIGMA,
+    dehaze_dark_channel,
+    derain_median,
+    desnow_median,
+    enhance_low_light,
+)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-from restorevar.evaluation.bench import StageClock, count_flops, run_batch
 from restorevar.cli.main import main
+from restorevar.evaluation.bench import StageClock, count_flops, run_batch
 from restorevar.evaluation.speed import compile_model, dtype_agreement
 
 
@@ -14,8 +14,10 @@ def test_stage_clock_covers_every_scale(golden_model):
     summary = result.summary()
     assert len(summary["per_scale_median_s"]) == 6
     assert all(summary["median_s"][s] > 0 for s in ("encoder", "transformer", "refiner", "decoder"))
-    assert abs(sum(summary["per_scale_median_s"]) - summary["median_s"]["transformer"]) < 0.05 * summary["median_s"][
-        "transformer"] + 0.02  # the refiner's pre-hook closes the last scale
+    assert (
+        abs(sum(summary["per_scale_median_s"]) - summary["median_s"]["transformer"])
+        < 0.05 * summary["median_s"]["transformer"] + 0.02
+    )  # the refiner's pre-hook closes the last scale
 
 
 def test_flops_split_into_stages(golden_model):
@@ -27,8 +29,26 @@ def test_flops_split_into_stages(golden_model):
 
 
 def test_bench_command_writes_results(tmp_path, capsys):
-    assert main(["bench", "--preset", "tiny", "--batch", "1", "--repeats", "1", "--warmup", "0",
-                 "--out", str(tmp_path), "--name", "t"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--preset",
+                "tiny",
+                "--batch",
+                "1",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--out",
+                str(tmp_path),
+                "--name",
+                "t",
+            ]
+        )
+        == 0
+    )
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["results"][0]["batch"] == 1 and data["gflops_per_image"]["total"] > 0
     assert "| batch | encoder |" in (tmp_path / "t.md").read_text()
@@ -46,8 +66,10 @@ def test_mixed_precision_agreement(golden_model, golden_restorevar):
     assert 0 < report["identical_tokens_per_scale"][-1] < 1 and 5 < report["psnr_vs_fp32_db"] < 60
 
 
-@pytest.mark.skipif(not os.environ.get("RESTOREVAR_SLOW"), reason="torch.compile takes ~3 min on 2 CPU cores; "
-                    "set RESTOREVAR_SLOW=1 to run")
+@pytest.mark.skipif(
+    not os.environ.get("RESTOREVAR_SLOW"),
+    reason="torch.compile takes ~3 min on 2 CPU cores; set RESTOREVAR_SLOW=1 to run",
+)
 def test_compiled_model_matches(golden_model, golden_restorevar):
     import copy
 

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from test_trainer import MICRO, Pairs, micro_config, micro_folder, train, train_losses
 
+from restorevar.models.config import ConfigError
 from restorevar.models.extensions.blur_expert import BlurExpert
 from restorevar.models.extensions.config import BlurExpertConfig, ExtendedRestoreVARConfig
 from restorevar.models.extensions.model import ExtendedRestoreVAR
-from restorevar.models.config import ConfigError
 from restorevar.training.distributed import Dist
 from restorevar.training.stages import build_stage
 
@@ -71,10 +71,13 @@ def test_the_pipeline_decodes_the_deblurred_latent_where_the_expert_sees_blur():
     torch.testing.assert_close(result.latent_BChw, expert.deblurred(result.degraded_latent_BChw))
     with torch.no_grad():
         expert.detector_head.bias[BLUR] = -60.0
-    refined = model.refiner.refine_latent(result.f_hat_BChw, model.transformer.generate(
-        model.vqvae.encode_continuous(image * 2 - 1).flatten(2).transpose(1, 2), model.vqvae.quantizer).hidden_BLC)
-    torch.testing.assert_close(model.restore_batch(image, return_intermediates=True).intermediates.latent_BChw,
-                               refined)
+    refined = model.refiner.refine_latent(
+        result.f_hat_BChw,
+        model.transformer.generate(
+            model.vqvae.encode_continuous(image * 2 - 1).flatten(2).transpose(1, 2), model.vqvae.quantizer
+        ).hidden_BLC,
+    )
+    torch.testing.assert_close(model.restore_batch(image, return_intermediates=True).intermediates.latent_BChw, refined)
 
 
 class BlurOrHaze(Pairs):
@@ -101,8 +104,21 @@ def start(tmp_path_factory):
 def test_stage_learns_to_detect_and_to_deblur_and_changes_nothing_else(start, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "expert"
-    train(micro_config(out, "blur_expert", start, steps=120, lr=1e-2, val_every=40, val_images=8,
-                       model=WITH_EXPERT.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
+    train(
+        micro_config(
+            out,
+            "blur_expert",
+            start,
+            steps=120,
+            lr=1e-2,
+            val_every=40,
+            val_images=8,
+            model=WITH_EXPERT.to_dict(),
+            log_mse_floor=1e-6,
+        ),
+        dataset=BlurOrHaze(),
+        val_dataset=BlurOrHaze(),
+    )
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     detect = [x["detect"] for x in lines if "detect" in x]
     deblur = [x["deblur"] for x in lines if "deblur" in x]
@@ -136,8 +152,11 @@ def test_a_batch_without_blur_trains_the_detector_only(start, tmp_path):
     config = micro_config(tmp_path / "e", "blur_expert", start, model=WITH_EXPERT.to_dict()).validate()
     stage = build_stage(config, Dist())
     data = BlurOrHaze()
-    hazy = {"degraded": torch.stack([data[i]["degraded"] for i in (1, 3)]),
-            "clean": torch.stack([data[i]["clean"] for i in (1, 3)]), "degradation": ["haze", "haze"]}
+    hazy = {
+        "degraded": torch.stack([data[i]["degraded"] for i in (1, 3)]),
+        "clean": torch.stack([data[i]["clean"] for i in (1, 3)]),
+        "degradation": ["haze", "haze"],
+    }
     losses = stage.compute_loss(hazy, 0, stage.trainables())
     assert losses["deblur"].item() == 0 and torch.isfinite(losses["loss"])
     losses["loss"].backward()
@@ -171,8 +190,9 @@ def test_the_mixer_moves_the_weights_of_the_refined_and_the_deblurred_latent():
         expected = degraded + (0.5 - p) * (refined - degraded) + (p + 0.25) * (deblurred - degraded)
         torch.testing.assert_close(expert(refined, degraded), expected)
         torch.nn.init.normal_(expert.mixer.local_net[-1].weight, std=0.1)  # and a part that differs by position
-        delta = expert.mixer(torch.cat([degraded, refined - degraded, deblurred - degraded], 1),
-                             expert.kind_logits(degraded).softmax(1))
+        delta = expert.mixer(
+            torch.cat([degraded, refined - degraded, deblurred - degraded], 1), expert.kind_logits(degraded).softmax(1)
+        )
     assert delta.shape == (3, 2, 6, 6) and delta[:, :, 0, 0].sub(delta[:, :, 3, 3]).abs().min() > 0
 
 
@@ -192,8 +212,21 @@ def start_with_expert(tmp_path_factory):
 def test_mixer_stage_learns_to_distrust_a_bad_refiner_and_changes_nothing_else(start_with_expert, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "mixer"
-    train(micro_config(out, "mixer", start_with_expert, steps=60, lr=1e-2, val_every=30, val_images=8,
-                       model=WITH_MIXER.to_dict(), log_mse_floor=1e-6), dataset=BlurOrHaze(), val_dataset=BlurOrHaze())
+    train(
+        micro_config(
+            out,
+            "mixer",
+            start_with_expert,
+            steps=60,
+            lr=1e-2,
+            val_every=30,
+            val_images=8,
+            model=WITH_MIXER.to_dict(),
+            log_mse_floor=1e-6,
+        ),
+        dataset=BlurOrHaze(),
+        val_dataset=BlurOrHaze(),
+    )
     losses = train_losses(out)
     assert len(losses) == 60 and sum(losses[-5:]) < sum(losses[:5]) - 5 * 0.5, losses  # > 0.5 nepers lower
     val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "val_gain_db" in x][-1]
@@ -214,8 +247,9 @@ def test_mixer_stage_needs_a_trained_expert_and_a_mixer_size(start, start_with_e
     with pytest.raises(ConfigError, match="trained blur expert"):
         build_stage(micro_config(tmp_path / "m", "mixer", start, model=WITH_MIXER.to_dict()).validate(), Dist())
     with pytest.raises(ConfigError, match="mixer_width > 0"):
-        build_stage(micro_config(tmp_path / "m", "mixer", start_with_expert, model=WITH_EXPERT.to_dict()).validate(),
-                    Dist())
+        build_stage(
+            micro_config(tmp_path / "m", "mixer", start_with_expert, model=WITH_EXPERT.to_dict()).validate(), Dist()
+        )
 
 
 @pytest.mark.parametrize("stage", ["refiner", "decoder", "blur_expert", "mixer"])
@@ -225,12 +259,22 @@ def test_a_stage_trains_exactly_what_its_forward_uses(stage, tmp_path):
     The same under torchrun: tests/test_ddp_torchrun.py."""
     torch.manual_seed(0)
     ExtendedRestoreVAR(WITH_MIXER).save_pretrained(tmp_path / "start")
-    config = micro_config(tmp_path / stage, stage, tmp_path / "start", model=WITH_MIXER.to_dict(),
-                          latent_source="refiner", gan_weight=0.0, perceptual_weight=0.0).validate()
+    config = micro_config(
+        tmp_path / stage,
+        stage,
+        tmp_path / "start",
+        model=WITH_MIXER.to_dict(),
+        latent_source="refiner",
+        gan_weight=0.0,
+        perceptual_weight=0.0,
+    ).validate()
     built = build_stage(config, Dist())
     data = BlurOrHaze()
-    batch = {"degraded": torch.stack([data[i]["degraded"] for i in range(4)]),
-             "clean": torch.stack([data[i]["clean"] for i in range(4)]), "degradation": data.kinds[:4]}
+    batch = {
+        "degraded": torch.stack([data[i]["degraded"] for i in range(4)]),
+        "clean": torch.stack([data[i]["clean"] for i in range(4)]),
+        "degradation": data.kinds[:4],
+    }
     built.set_train_modes()
     built.compute_loss(batch, 0, built.trainables())["loss"].backward()
     for name, module in built.trainables().items():

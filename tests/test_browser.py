@@ -24,8 +24,16 @@ from restorevar.serving.app import ServeConfig, create_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The closed network makes Chromium hang on its background services without these.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 HAZE = Path(__file__).resolve().parents[1] / "examples" / "haze.jpg"
 
 
@@ -46,8 +54,13 @@ def browser_page(width: int = 1100, height: int = 900):
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, accept_downloads=True,
-            viewport={"width": width, "height": height})
+            profile,
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            accept_downloads=True,
+            viewport={"width": width, "height": height},
+        )
         try:
             yield context.new_page()
         finally:

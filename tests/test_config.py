@@ -10,7 +10,8 @@ from restorevar.models.restorevar.config import RestoreVARConfig
 
 def test_presets_exist_and_validate():
     assert {"restorevar-paper-512", "restorevar-paper-256", "restorevar-small", "restorevar-tiny"} <= set(
-        list_presets())
+        list_presets()
+    )
     assert get_preset("small") == get_preset("restorevar-small")  # the short names of earlier releases
     assert get_preset("paper-512").tokenizer.num_tokens == 2240
     assert get_preset("paper-256").tokenizer.num_tokens == 680

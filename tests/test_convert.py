@@ -2,14 +2,14 @@ import shutil
 
 import pytest
 import torch
+from conftest import GOLDEN
 from safetensors.torch import load_file, save_file
 
-from conftest import GOLDEN
-from restorevar.models.checkpoint import CheckpointError
 from restorevar.cli.main import main
+from restorevar.models.checkpoint import CheckpointError
+from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.convert import convert_official, load_var_backbone
 from restorevar.models.restorevar.model import RestoreVAR
-from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.transformer import RestoreVARTransformer
 
 

@@ -14,13 +14,21 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
-from restorevar.models.config import ConfigError
-from restorevar.data.layouts import paired_crop
 from restorevar.data.datasets import (
-    DatasetError, PairedFolder, PaperJSON, SyntheticPairs, class_balanced_weights, degradation_labels,
-    indices_by_degradation, jitter_tone, open_dataset, open_layout,
+    DatasetError,
+    PairedFolder,
+    PaperJSON,
+    SyntheticPairs,
+    class_balanced_weights,
+    degradation_labels,
+    indices_by_degradation,
+    jitter_tone,
+    open_dataset,
+    open_layout,
 )
 from restorevar.data.degradations import DEGRADATIONS
+from restorevar.data.layouts import paired_crop
+from restorevar.models.config import ConfigError
 from restorevar.training.config import DataConfig, TrainConfig
 
 CROP = 32
@@ -100,7 +108,9 @@ def test_validation_indices_take_every_degradation_in_turn(photo_dir):
     first = indices_by_degradation(data, len(DEGRADATIONS))
     assert [data.degradation_of(i) for i in first] == list(DEGRADATIONS)  # range(5) would be one kind only
     labels = degradation_labels(data)
-    assert Counter(labels[i] for i in indices_by_degradation(data, 4 * len(DEGRADATIONS))) == {k: 4 for k in DEGRADATIONS}
+    assert Counter(labels[i] for i in indices_by_degradation(data, 4 * len(DEGRADATIONS))) == {
+        k: 4 for k in DEGRADATIONS
+    }
     assert len(set(indices_by_degradation(data, len(data) + 7))) == len(data)  # all, each once
     assert indices_by_degradation(list(range(10)), 3) == [0, 1, 2]  # unlabelled: the first ones
 
@@ -177,8 +187,10 @@ def test_tone_jitter_applies_to_the_clean_crop_before_degrading(photo_dir):
         if item["degradation"] == "none":  # the jittered crop is the target, not a degradation of it
             assert torch.equal(item["degraded"], item["clean"])
     half = SyntheticPairs(photo_dir, crop_size=CROP, draws_per_photo=8, tone_jitter=0.5)
-    changed = sum(not torch.equal(half[i]["clean"], SyntheticPairs(photo_dir, crop_size=CROP, draws_per_photo=8)[i]["clean"])
-                  for i in range(len(half)))
+    changed = sum(
+        not torch.equal(half[i]["clean"], SyntheticPairs(photo_dir, crop_size=CROP, draws_per_photo=8)[i]["clean"])
+        for i in range(len(half))
+    )
     assert 0.25 * len(half) < changed < 0.75 * len(half)
     with pytest.raises(DatasetError, match="tone_jitter"):
         SyntheticPairs(photo_dir, crop_size=CROP, tone_jitter=1.5)
@@ -187,8 +199,9 @@ def test_tone_jitter_applies_to_the_clean_crop_before_degrading(photo_dir):
 def test_tone_jitter_can_spare_kinds_whose_clean_tone_the_model_must_infer(photo_dir):
     kinds = ("none", "haze", "low_light")
     plain = SyntheticPairs(photo_dir, crop_size=CROP, kinds=kinds, draws_per_photo=2)
-    some = SyntheticPairs(photo_dir, crop_size=CROP, kinds=kinds, draws_per_photo=2, tone_jitter=1.0,
-                          tone_jitter_kinds=("none",))
+    some = SyntheticPairs(
+        photo_dir, crop_size=CROP, kinds=kinds, draws_per_photo=2, tone_jitter=1.0, tone_jitter_kinds=("none",)
+    )
     for index in range(len(plain)):
         item = some[index]
         assert torch.equal(item["clean"], plain[index]["clean"]) == (item["degradation"] != "none"), item["name"]
@@ -215,8 +228,15 @@ def test_paired_folder_pairs_by_stem_and_crops_aligned(tmp_path):
     assert_paired(full)
 
 
-@pytest.mark.parametrize("folder, label", [("Snow100K/train", "snow"), ("data/Rain13K/train", "rain"),
-                                           ("LOL-v1/our485", "low_light"), ("yellow/test", "unknown")])
+@pytest.mark.parametrize(
+    "folder, label",
+    [
+        ("Snow100K/train", "snow"),
+        ("data/Rain13K/train", "rain"),
+        ("LOL-v1/our485", "low_light"),
+        ("yellow/test", "unknown"),
+    ],
+)
 def test_paired_folder_guesses_the_label_from_folder_names(tmp_path, folder, label):
     root = tmp_path / "sets" / folder
     write_pair(root / "input" / "a.png", root / "target" / "a.png", 0)
@@ -261,10 +281,18 @@ def test_paper_json_maps_labels_and_resolves_paths(tmp_path, monkeypatch):
     write_pair(tmp_path / "data" / "oled" / "o.png", tmp_path / "data" / "oled_gt" / "o.png", 2)
     entries = [
         {"image_path": "data/hazy/h.png", "target_path": "data/gt/h.png", "degradation": "Haze", "dataset": "RESIDE"},
-        {"image_path": "data/blur/b.png", "target_path": "data/sharp/b.png", "degradation": "Motion blur",
-         "dataset": "GoPro"},
-        {"image_path": str(tmp_path / "data/oled/o.png"), "target_path": "data/oled_gt/o.png", "degradation": "toled",
-         "dataset": "TOLED"},
+        {
+            "image_path": "data/blur/b.png",
+            "target_path": "data/sharp/b.png",
+            "degradation": "Motion blur",
+            "dataset": "GoPro",
+        },
+        {
+            "image_path": str(tmp_path / "data/oled/o.png"),
+            "target_path": "data/oled_gt/o.png",
+            "degradation": "toled",
+            "dataset": "TOLED",
+        },
     ]
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "train.json").write_text(json.dumps(entries))
@@ -286,15 +314,31 @@ def test_paper_json_maps_labels_and_resolves_paths(tmp_path, monkeypatch):
 
 # layout -> (degraded file, clean file) relative paths, expected label
 LAYOUT_TREES = {
-    "RESIDE": ([("hazy/0001_0.8_0.2.png", "gt/0001.png"), ("hazy/0001_0.9_0.1.png", "gt/0001.png"),
-                ("hazy/0002_1.png", "gt/0002.png")], "haze"),
+    "RESIDE": (
+        [
+            ("hazy/0001_0.8_0.2.png", "gt/0001.png"),
+            ("hazy/0001_0.9_0.1.png", "gt/0001.png"),
+            ("hazy/0002_1.png", "gt/0002.png"),
+        ],
+        "haze",
+    ),
     "RESIDE-clear": ([("hazy/0005_0.8_0.2.png", "clear/0005.png")], "haze"),
-    "Snow100K": ([("synthetic/beautiful_00001.png", "gt/beautiful_00001.png"),
-                  ("synthetic/beautiful_00002.png", "gt/beautiful_00002.png")], "snow"),
+    "Snow100K": (
+        [
+            ("synthetic/beautiful_00001.png", "gt/beautiful_00001.png"),
+            ("synthetic/beautiful_00002.png", "gt/beautiful_00002.png"),
+        ],
+        "snow",
+    ),
     "Rain13K": ([("input/1.png", "target/1.png"), ("input/2.png", "target/2.png")], "rain"),
     "LOLv1": ([("low/22.png", "high/22.png"), ("low/23.png", "high/23.png")], "low_light"),
-    "GoPro": ([("GOPR0372_07_00/blur/000047.png", "GOPR0372_07_00/sharp/000047.png"),
-               ("GOPR0384_11_01/blur/000001.png", "GOPR0384_11_01/sharp/000001.png")], "blur"),
+    "GoPro": (
+        [
+            ("GOPR0372_07_00/blur/000047.png", "GOPR0372_07_00/sharp/000047.png"),
+            ("GOPR0384_11_01/blur/000001.png", "GOPR0384_11_01/sharp/000001.png"),
+        ],
+        "blur",
+    ),
 }
 
 
@@ -306,8 +350,9 @@ def test_layouts_pair_the_right_files(tmp_path, layout):
     for degraded, clean in files:  # RESIDE: two hazy images of one scene share its clean image
         write_pair(root / degraded, root / clean, scenes.index(clean))
     data = open_dataset(root, crop_size=16)
-    assert sorted((p.degraded.relative_to(root).as_posix(), p.clean.relative_to(root).as_posix())
-                  for p in data.pairs) == sorted(files)
+    assert sorted(
+        (p.degraded.relative_to(root).as_posix(), p.clean.relative_to(root).as_posix()) for p in data.pairs
+    ) == sorted(files)
     assert set(degradation_labels(data)) == {label}
     for index in range(len(data)):
         assert_paired(data[index])
@@ -345,8 +390,10 @@ def test_open_dataset_splits_photos_and_combines_specs(tmp_path):
     assert len(with_clean) == 2 * 2 * 4 and set(degradation_labels(with_clean)) == {"blur", "none"}
     for item in (with_clean[i] for i in range(4)):  # clean → clean pairs for "none" only
         assert torch.equal(item["degraded"], item["clean"]) == (item["degradation"] == "none")
-    jitter = {split: open_dataset(folder, crop_size=CROP, split=split, tone_jitter=0.5).tone_jitter
-              for split in ("train", "val")}
+    jitter = {
+        split: open_dataset(folder, crop_size=CROP, split=split, tone_jitter=0.5).tone_jitter
+        for split in ("train", "val")
+    }
     assert jitter == {"train": 0.5, "val": 0.0}  # held-out photos keep their own tones
     with pytest.raises(DatasetError, match="crop_size"):
         open_dataset(folder, crop_size=None)

@@ -20,10 +20,20 @@ from PIL import Image
 from safetensors.torch import load_file
 
 RECIPE = Path(__file__).parents[1] / "configs" / "default"
-STAGES = {"tokenizer": None, "transformer": "tokenizer", "refiner": "transformer", "decoder": "refiner",
-          "blur_expert": "decoder", "mixer": "blur_expert"}  # stage: the stage whose output it reads
-SHORT = {"optim": {"steps": 3, "batch_size": 2, "warmup_steps": 0}, "logging": {"every": 1, "val_images": 0},
-         "checkpoints": {"every": 3}, "data": {"num_workers": 0}}
+STAGES = {
+    "tokenizer": None,
+    "transformer": "tokenizer",
+    "refiner": "transformer",
+    "decoder": "refiner",
+    "blur_expert": "decoder",
+    "mixer": "blur_expert",
+}  # stage: the stage whose output it reads
+SHORT = {
+    "optim": {"steps": 3, "batch_size": 2, "warmup_steps": 0},
+    "logging": {"every": 1, "val_images": 0},
+    "checkpoints": {"every": 3},
+    "data": {"num_workers": 0},
+}
 CROPS = {"tokenizer": 64, "blur_expert": 128}  # where the stage allows smaller crops (the detector needs 8×8 latents)
 
 
@@ -51,8 +61,18 @@ def short_config(stage: str, path: Path) -> Path:
 
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "restorevar.cli.main", "train", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "restorevar.cli.main",
+        "train",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
@@ -60,8 +80,15 @@ def test_every_stage_of_the_default_recipe_trains_under_torchrun(photos, tmp_pat
     from restorevar.training.config import STAGE_INPUTS
 
     for stage, previous in STAGES.items():
-        args = [stage, "--config", str(short_config(stage, tmp_path / f"{stage}.yaml")), "--data", str(photos),
-                "--out", str(tmp_path / stage)]
+        args = [
+            stage,
+            "--config",
+            str(short_config(stage, tmp_path / f"{stage}.yaml")),
+            "--data",
+            str(photos),
+            "--out",
+            str(tmp_path / stage),
+        ]
         if previous:
             args += [STAGE_INPUTS[stage], str(tmp_path / previous)]
         result = torchrun(*args, cwd=tmp_path)

@@ -24,7 +24,6 @@ KINDS = ("haze", "rain", "snow", "low_light", "blur")
 MAX_MB = 50
 
 
-
 def test_weights_are_fp16_safetensors_within_the_budget(model):
     files = [BUNDLED / file for file in model.weight_files().values()]
     for file in files:

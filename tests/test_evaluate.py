@@ -14,13 +14,18 @@ from PIL import Image
 
 import restorevar.evaluation.evaluate as evaluate_module
 from restorevar.cli.main import main
+from restorevar.evaluation.data_specs import DataSpec, EvaluationError, open_eval_dataset, parse_data_spec
 from restorevar.evaluation.evaluate import (
-    DataSpec, EvalOptions, EvalResult, EvaluationError, ImageRecord, evaluate, make_convention, open_eval_dataset,
-    paper_resize, parse_data_spec,
+    EvalOptions,
+    EvalResult,
+    ImageRecord,
+    evaluate,
+    make_convention,
+    paper_resize,
 )
-from restorevar.images.load import load_image
 from restorevar.evaluation.metrics import PAPER, psnr, ssim, unavailable_metric_reason
 from restorevar.evaluation.report import format_table, results_dict
+from restorevar.images.load import load_image
 
 LPIPS_REASON = "LPIPS needs the 'lpips' package (test stand-in)"
 
@@ -59,13 +64,34 @@ def cli_run(golden_model_dir, tmp_path_factory):
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
         patch.setattr(evaluate_module, "unavailable_metric_reason", reason)
-        code = main(["evaluate", "--model", str(golden_model_dir), "--data", str(rain), "--data", f"noref:{root / 'dark'}",
-                     "--metrics", "psnr,ssim,lpips,niqe", "--out", str(out), "--showcase", "1", "--no-progress"])
+        code = main(
+            [
+                "evaluate",
+                "--model",
+                str(golden_model_dir),
+                "--data",
+                str(rain),
+                "--data",
+                f"noref:{root / 'dark'}",
+                "--metrics",
+                "psnr,ssim,lpips,niqe",
+                "--out",
+                str(out),
+                "--showcase",
+                "1",
+                "--no-progress",
+            ]
+        )
     assert code == 0
     with open(out / "per_image.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
-    return {"rain": rain, "out": out, "stdout": stdout.getvalue(), "rows": rows,
-            "json": json.loads((out / "results.json").read_text(encoding="utf-8"))}
+    return {
+        "rain": rain,
+        "out": out,
+        "stdout": stdout.getvalue(),
+        "rows": rows,
+        "json": json.loads((out / "results.json").read_text(encoding="utf-8")),
+    }
 
 
 def test_reports_exist_and_agree(cli_run):
@@ -80,7 +106,8 @@ def test_reports_exist_and_agree(cli_run):
     assert results["datasets"]["rain"]["images"] == 2
     assert results["protocol"]["mode"] == "tile" and results["convention"]["name"] == "paper"
     assert results["average"]["output"]["niqe"] == pytest.approx(
-        (results["datasets"]["rain"]["output"]["niqe"] + results["datasets"]["dark"]["output"]["niqe"]) / 2)
+        (results["datasets"]["rain"]["output"]["niqe"] + results["datasets"]["dark"]["output"]["niqe"]) / 2
+    )
     html = (cli_run["out"] / "report.html").read_text(encoding="utf-8")
     for name in results["best"] + results["worst"]:
         assert name in html
@@ -125,13 +152,25 @@ def test_no_reference_set_gets_no_reference_metrics_only(cli_run):
 def test_paper_mode_squashes_to_native_size_and_scores_float_output(golden_model, tmp_path):
     root = paired_folder(tmp_path / "snow", [(160, 200), (200, 160)])
     seen = []
-    result = evaluate(golden_model, [parse_data_spec(str(root))], EvalOptions(mode="paper", metrics=("psnr", "ssim")),
-                      progress=False, on_image=lambda *args: seen.append(args))
+    result = evaluate(
+        golden_model,
+        [parse_data_spec(str(root))],
+        EvalOptions(mode="paper", metrics=("psnr", "ssim")),
+        progress=False,
+        on_image=lambda *args: seen.append(args),
+    )
     assert [(r.height, r.width) for r in result.records] == [(128, 128), (128, 128)]
     for record, degraded, target, output in seen:
         file_clean = load_image(root / "target" / record.name).rgb
-        direct = np.asarray(Image.fromarray(np.round(file_clean * 255).astype(np.uint8)).resize(
-            (128, 128), Image.Resampling.LANCZOS), dtype=np.float64) / 255
+        direct = (
+            np.asarray(
+                Image.fromarray(np.round(file_clean * 255).astype(np.uint8)).resize(
+                    (128, 128), Image.Resampling.LANCZOS
+                ),
+                dtype=np.float64,
+            )
+            / 255
+        )
         np.testing.assert_allclose(target, direct, atol=1e-6)
         assert output.shape == (128, 128, 3)
         assert len(np.unique(output)) > 256  # float output, not rounded to 8 bits
@@ -179,9 +218,11 @@ def test_paper_resize_is_identity_at_native_size():
 
 
 def test_table_average_is_mean_of_dataset_means():
-    records = [ImageRecord("a", "1", "rain", 8, 8, 1.0, {"psnr": 10.0}, {"psnr": 20.0}),
-               ImageRecord("a", "2", "rain", 8, 8, 1.0, {"psnr": 12.0}, {"psnr": 22.0}),
-               ImageRecord("b", "3", "snow", 8, 8, 3.0, {"psnr": 30.0}, {"psnr": 40.0})]
+    records = [
+        ImageRecord("a", "1", "rain", 8, 8, 1.0, {"psnr": 10.0}, {"psnr": 20.0}),
+        ImageRecord("a", "2", "rain", 8, 8, 1.0, {"psnr": 12.0}, {"psnr": 22.0}),
+        ImageRecord("b", "3", "snow", 8, 8, 3.0, {"psnr": 30.0}, {"psnr": 40.0}),
+    ]
     result = EvalResult(EvalOptions(metrics=("psnr", "lpips")), "p", "c", [], records, {"lpips": "needs x"})
     average = next(line for line in format_table(result).splitlines() if line.startswith("Average"))
     assert average.split()[1:5] == ["3", "20.50", "30.50", "unavailable"]  # (11 + 30) / 2, (21 + 40) / 2
@@ -193,8 +234,20 @@ def test_table_average_is_mean_of_dataset_means():
 def test_an_unreadable_image_is_reported_and_the_rest_scored(golden_model_dir, tmp_path, capsys):
     root = paired_folder(tmp_path / "pairs", [(128, 128), (128, 128)])
     (root / "input" / "im1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    code = main(["evaluate", "--model", str(golden_model_dir), "--data", str(root), "--metrics", "psnr",
-                 "--out", str(tmp_path / "out"), "--no-progress"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(golden_model_dir),
+            "--data",
+            str(root),
+            "--metrics",
+            "psnr",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     assert code == 1
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(data["failed"]) == 1 and "im1.png" in data["failed"][0]["error"]

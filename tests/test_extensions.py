@@ -46,8 +46,9 @@ def test_input_detail_keeps_what_the_tokenizer_loses(tiny_config):
     # input itself; without it, the output is the tokenizer's (lossy) reconstruction
     torch.manual_seed(0)
     plain = ExtendedRestoreVAR(ExtendedRestoreVARConfig.extending(tiny_config, refine_degraded=True)).eval()
-    detailed = ExtendedRestoreVAR(ExtendedRestoreVARConfig.extending(tiny_config, refine_degraded=True,
-                                                                     input_detail=True))
+    detailed = ExtendedRestoreVAR(
+        ExtendedRestoreVARConfig.extending(tiny_config, refine_degraded=True, input_detail=True)
+    )
     detailed.load_state_dict(plain.state_dict())
     detailed.eval()
     image = torch.rand(2, 3, 128, 128) * 0.8 + 0.1  # clear of the [0, 1] clamp
@@ -61,11 +62,14 @@ def test_input_detail_keeps_what_the_tokenizer_loses(tiny_config):
 
 def test_config_round_trip_and_a_checkpoints_own_class_list(tiny_config, tmp_path):
     config = ExtendedRestoreVARConfig.extending(
-        tiny_config, refine_degraded=True, blur_expert=BlurExpertConfig(width=16, blocks=1, classes=("blur", "none")))
+        tiny_config, refine_degraded=True, blur_expert=BlurExpertConfig(width=16, blocks=1, classes=("blur", "none"))
+    )
     ExtendedRestoreVAR(config).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "restorevar-extended" and saved["extensions"]["blur_expert"]["classes"] == [
-        "blur", "none"]
+        "blur",
+        "none",
+    ]
     assert load_config(tmp_path) == config
     model = load_model(tmp_path)
     assert isinstance(model, ExtendedRestoreVAR) and model.blur_expert.detector_head.out_features == 2
@@ -75,8 +79,12 @@ def test_config_round_trip_and_a_checkpoints_own_class_list(tiny_config, tmp_pat
 def test_an_old_model_folder_is_migrated_on_read(tiny_config, tmp_path):
     """The layout before model families: no model_type, add-on flags in `refiner`, the expert in the refiner file."""
     torch.manual_seed(0)
-    config = ExtendedRestoreVARConfig.extending(tiny_config, refine_degraded=True, input_detail=True,
-                                                blur_expert=BlurExpertConfig(width=16, blocks=1, mixer_width=8))
+    config = ExtendedRestoreVARConfig.extending(
+        tiny_config,
+        refine_degraded=True,
+        input_detail=True,
+        blur_expert=BlurExpertConfig(width=16, blocks=1, mixer_width=8),
+    )
     model = ExtendedRestoreVAR(config).eval()
     torch.nn.init.normal_(model.blur_expert.deblur[-1].weight, std=0.1)  # so that the expert changes the output
     new, old = tmp_path / "new", tmp_path / "old"
@@ -84,8 +92,13 @@ def test_an_old_model_folder_is_migrated_on_read(tiny_config, tmp_path):
     old.mkdir()
     data = json.loads((new / "config.json").read_text())
     del data["model_type"], data["extensions"]
-    data["refiner"] |= {"refine_degraded": True, "add_input_detail": True, "blur_expert_width": 16,
-                        "blur_expert_blocks": 1, "blur_expert_mixer_width": 8}
+    data["refiner"] |= {
+        "refine_degraded": True,
+        "add_input_detail": True,
+        "blur_expert_width": 16,
+        "blur_expert_blocks": 1,
+        "blur_expert_mixer_width": 8,
+    }
     (old / "config.json").write_text(json.dumps(data))
     refiner = load_file(new / "refiner.safetensors")
     refiner |= {f"blur_expert.{k}": v for k, v in load_file(new / "blur_expert.safetensors").items()}

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 from PIL import Image
+from test_restorer import photo
 
 from restorevar.cli.main import main
 from restorevar.inference.folders import restore_paths
 from restorevar.models.restorevar.model import RestoreVAR
-from test_restorer import photo
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,9 @@ def test_sixteen_bit_png_stays_sixteen_bit(model, tmp_path):
 
 def test_cli_restore_exit_codes_and_compare(golden_model_dir, tmp_path, capsys):
     Image.fromarray((photo(50, 70) * 255).astype(np.uint8)).save(tmp_path / "x.jpg")
-    code = main(["restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--model", str(golden_model_dir), "--compare"])
+    code = main(
+        ["restore", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--model", str(golden_model_dir), "--compare"]
+    )
     assert code == 0
     assert (tmp_path / "o" / "x_restored.png").is_file() and (tmp_path / "o" / "x_restored_compare.png").is_file()
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")

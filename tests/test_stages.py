@@ -147,8 +147,9 @@ def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypat
         tokenizer = dataclasses.replace(MICRO.tokenizer, channel_mult=(1,), patch_size=4, linear_path=linear)
         model = dataclasses.replace(MICRO, tokenizer=tokenizer).to_dict()
         out = tmp_path / f"linear-{linear}"
-        config = micro_config(out, "tokenizer", steps=4, checkpoint_every=2, model=model, vq_beta=0.0,
-                              continuous_share=1.0, **FAST)
+        config = micro_config(
+            out, "tokenizer", steps=4, checkpoint_every=2, model=model, vq_beta=0.0, continuous_share=1.0, **FAST
+        )
         train(config, dataset=Pairs(), stop_after=2)
         first_l1[linear] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["l1"]
         train(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit
@@ -159,7 +160,10 @@ def test_linear_path_tokenizer_is_fitted_on_a_fresh_run_only(tmp_path, monkeypat
 def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_error():
     target = torch.zeros(2, 3, 4, 4)
     error = torch.randn(2, 3, 4, 4)
-    small, large = error * torch.tensor([0.01, 1.0]).view(2, 1, 1, 1), error * torch.tensor([0.01, 10.0]).view(2, 1, 1, 1)
+    small, large = (
+        error * torch.tensor([0.01, 1.0]).view(2, 1, 1, 1),
+        error * torch.tensor([0.01, 10.0]).view(2, 1, 1, 1),
+    )
     psnr_db = 10 * torch.log10(1 / small.square().flatten(1).mean(1))
     ln10 = torch.log(torch.tensor(10.0))
     torch.testing.assert_close(log_mse(small, target, floor=0), -psnr_db.mean() * ln10 / 10)
@@ -167,25 +171,29 @@ def test_log_mse_is_minus_the_mean_psnr_so_every_image_counts_by_its_relative_er
     for b in range(2):
         halved = small.clone()
         halved[b] /= 2
-        torch.testing.assert_close(log_mse(small, target, floor=0) - log_mse(halved, target, floor=0),
-                                   torch.log(torch.tensor(4.0)) / 2)
-    torch.testing.assert_close(log_mse(large, target, floor=0) - log_mse(small, target, floor=0),
-                               torch.log(torch.tensor(100.0)) / 2)
+        torch.testing.assert_close(
+            log_mse(small, target, floor=0) - log_mse(halved, target, floor=0), torch.log(torch.tensor(4.0)) / 2
+        )
+    torch.testing.assert_close(
+        log_mse(large, target, floor=0) - log_mse(small, target, floor=0), torch.log(torch.tensor(100.0)) / 2
+    )
     # the floor: a perfect image is finite, and errors far below the floor barely count
     assert torch.isfinite(log_mse(target, target))
     assert log_mse(small * 1e-3, target) - log_mse(target, target) < 1e-3
     # weights: a weighted mean over images; equal weights are the plain mean
     per_image = [log_mse(small[b : b + 1], target[:1], floor=0) for b in range(2)]
-    torch.testing.assert_close(log_mse(small, target, 0, torch.tensor([3.0, 1.0])),
-                               (3 * per_image[0] + per_image[1]) / 4)
+    torch.testing.assert_close(
+        log_mse(small, target, 0, torch.tensor([3.0, 1.0])), (3 * per_image[0] + per_image[1]) / 4
+    )
     torch.testing.assert_close(log_mse(small, target, 0, torch.tensor([2.0, 2.0])), log_mse(small, target, floor=0))
 
 
 def test_refiner_stage_uses_the_configured_log_mse_floor(start, tmp_path):
     output, target = torch.zeros(2, 8), torch.full((2, 8), 0.01)  # MSE 1e-4
     for floor in (1e-3, 1e-4):
-        stage = build_stage(micro_config(tmp_path, "refiner", start, refiner_loss="log_mse", log_mse_floor=floor),
-                            Dist())
+        stage = build_stage(
+            micro_config(tmp_path, "refiner", start, refiner_loss="log_mse", log_mse_floor=floor), Dist()
+        )
         torch.testing.assert_close(stage.loss_fn(output, target), torch.log(torch.tensor(1e-4 + floor)))
 
 
@@ -199,8 +207,18 @@ def test_decoder_refit_starts_at_the_linear_fit_on_a_fresh_run_only(tmp_path, mo
     first_l1 = {}
     for refit in (False, True):
         out = tmp_path / f"refit-{refit}"
-        config = micro_config(out, "decoder", start, steps=4, checkpoint_every=2, lr=1e-3, latent_source="noisy-clean",
-                              latent_noise=0.0, refit_decoder=refit, **FAST)
+        config = micro_config(
+            out,
+            "decoder",
+            start,
+            steps=4,
+            checkpoint_every=2,
+            lr=1e-3,
+            latent_source="noisy-clean",
+            latent_noise=0.0,
+            refit_decoder=refit,
+            **FAST,
+        )
         train(config, dataset=Pairs(), stop_after=2)
         first_l1[refit] = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["l1"]
         train(dataclasses.replace(config, resume=True), dataset=Pairs())  # resumes at step 2: no second fit

@@ -14,8 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from restorevar.models.config import ConfigError
-
 from restorevar.models.restorevar.config import RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
 from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.training.config import MOVED, TrainConfig
@@ -27,8 +25,16 @@ from restorevar.training.trainer import TrainResult, run
 
 # 32² images, 8×8 latent, 4 scales (L = 85): every stage runs in a few seconds on one CPU thread
 MICRO = RestoreVARConfig(
-    tokenizer=TokenizerConfig(image_size=32, vocab_size=32, latent_channels=8, base_channels=16,
-                              channel_mult=(1, 2, 2), num_res_blocks=1, norm_groups=8, patch_nums=(1, 2, 4, 8)),
+    tokenizer=TokenizerConfig(
+        image_size=32,
+        vocab_size=32,
+        latent_channels=8,
+        base_channels=16,
+        channel_mult=(1, 2, 2),
+        num_res_blocks=1,
+        norm_groups=8,
+        patch_nums=(1, 2, 4, 8),
+    ),
     transformer=TransformerConfig(depth=1, width=64, num_heads=2, num_classes=0, drop_path_rate=0.2),
     refiner=RefinerConfig(depth=1, width=32, num_heads=1, mlp_dim=64),
 )
@@ -90,6 +96,7 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------------------------------- schedule, sampler
 
+
 def test_lin0_is_flat_then_linear_to_one_percent():
     lrs = [lin0_lr(s, 101, 1.0, flat=0.05) for s in range(101)]
     assert lrs[:6] == [1.0] * 6  # flat for 5% of the steps
@@ -101,18 +108,24 @@ def test_lin0_is_flat_then_linear_to_one_percent():
 
 def test_sampler_is_step_indexed_balanced_and_split_across_ranks():
     weights = sampling_weights(Pairs().kinds, balance=True)
-    make = lambda rank, start: StepBatchSampler(weights, batch_per_rank=3, rank=rank, world=2, seed=7,  # noqa: E731
-                                                start_step=start, total_steps=400)
+
+    def make(rank, start):
+        return StepBatchSampler(
+            weights, batch_per_rank=3, rank=rank, world=2, seed=7, start_step=start, total_steps=400
+        )
+
     full = list(make(0, 0))
     assert list(make(0, 150)) == full[150:]  # a resumed sampler continues exactly
     assert make(0, 0).batch_indices(5) + make(1, 0).batch_indices(5) == StepBatchSampler(
-        weights, batch_per_rank=6, rank=0, world=1, seed=7, start_step=0, total_steps=1).batch_indices(5)
+        weights, batch_per_rank=6, rank=0, world=1, seed=7, start_step=0, total_steps=1
+    ).batch_indices(5)
     drawn = torch.tensor(full).flatten()
     dark = sum(int((drawn == i).sum()) for i in (0, 4)) / len(drawn)
     assert 0.43 < dark < 0.57  # 2 of 8 images, but half of the draws: inverse-frequency weights
 
 
 # ------------------------------------------------------------------------------------------- resume
+
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     torch.set_num_threads(1)
@@ -123,8 +136,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     killed = micro_config(tmp_path / "killed", "transformer", tokenizer, checkpoint_every=3)
     train(killed, dataset=Pairs(), stop_after=4)
     assert [p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()] == ["step-00000003"]
-    train(micro_config(tmp_path / "killed", "transformer", tokenizer, checkpoint_every=3, resume=True),
-            dataset=Pairs())
+    train(micro_config(tmp_path / "killed", "transformer", tokenizer, checkpoint_every=3, resume=True), dataset=Pairs())
     a = load_file(tmp_path / "straight" / "transformer.safetensors")
     b = load_file(tmp_path / "killed" / "transformer.safetensors")
     assert a.keys() == b.keys()
@@ -136,17 +148,20 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
 
 # ------------------------------------------------------------------------------------------- DDP
 
+
 def _ddp_worker(rank: int, world: int, port: int, out: str, stages: list[tuple[str, str, dict]]) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     import torch.distributed as dist
     from safetensors.torch import save_file
 
     for stage, init, overrides in stages:
         result = train(micro_config(Path(out) / stage, stage, Path(init), device="cpu", **overrides), dataset=Pairs())
-        state = {f"{name}.{k}": v.contiguous() for name, m in result.trainables.items()
-                 for k, v in m.state_dict().items()}
+        state = {
+            f"{name}.{k}": v.contiguous() for name, m in result.trainables.items() for k, v in m.state_dict().items()
+        }
         save_file(state, Path(out) / f"{stage}-rank{rank}.safetensors")
     dist.destroy_process_group()
 
@@ -162,11 +177,14 @@ def test_ddp_ranks_stay_identical(tmp_path):
     """Tokenizer (dead-code resets), refiner (the paper bypassed DDP there) and decoder with PatchGAN +
     adaptive weight, 2 ranks on gloo."""
     start = micro_folder(tmp_path / "start")
-    run_ddp(tmp_path, [("tokenizer", str(start), dict(steps=3, dead_code_every=2, gan_weight=0.0,
-                                                      perceptual_weight=0.0)),
-                       ("refiner", str(start), dict(steps=3)),
-                       ("decoder", str(start), dict(steps=3, gan_start=1, perceptual_weight=0.0,
-                                                    latent_source="noisy-clean"))])
+    run_ddp(
+        tmp_path,
+        [
+            ("tokenizer", str(start), dict(steps=3, dead_code_every=2, gan_weight=0.0, perceptual_weight=0.0)),
+            ("refiner", str(start), dict(steps=3)),
+            ("decoder", str(start), dict(steps=3, gan_start=1, perceptual_weight=0.0, latent_source="noisy-clean")),
+        ],
+    )
     initial = load_file(start / "refiner.safetensors")
     for stage in ("tokenizer", "refiner", "decoder"):
         a = load_file(tmp_path / f"{stage}-rank0.safetensors")

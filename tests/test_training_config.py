@@ -77,17 +77,33 @@ def test_the_bundled_recipes_load(path):
 def test_flags_override_the_file_section_by_section(tmp_path):
     from restorevar.cli.train import config_from_args
 
-    (tmp_path / "run.yaml").write_text("data: {train: a, num_workers: 3}\noptim: {steps: 100, batch_size: 16, "
-                                       "lr: 0.002, betas: [0.9, 0.99]}\nrefiner: {loss: log_mse}\n")
-    args = parse("refiner", "--config", str(tmp_path / "run.yaml"), "--steps", "7", "--transformer", "runs/var",
-                  "--data", "b", "--data", "c", "--log-every", "2")
+    (tmp_path / "run.yaml").write_text(
+        "data: {train: a, num_workers: 3}\noptim: {steps: 100, batch_size: 16, "
+        "lr: 0.002, betas: [0.9, 0.99]}\nrefiner: {loss: log_mse}\n"
+    )
+    args = parse(
+        "refiner",
+        "--config",
+        str(tmp_path / "run.yaml"),
+        "--steps",
+        "7",
+        "--transformer",
+        "runs/var",
+        "--data",
+        "b",
+        "--data",
+        "c",
+        "--log-every",
+        "2",
+    )
     config = config_from_args(args)
     optim = config.optim
     assert (optim.steps, optim.batch_size, optim.lr, optim.betas) == (7, 16, 0.002, (0.9, 0.99))
     assert (config.stage, config.init, config.data.train, config.resume) == ("refiner", "runs/var", ("b", "c"), False)
     assert (config.data.num_workers, config.logging.every, config.refiner.loss) == (3, 2, "log_mse")
-    decoder = config_from_args(parse("decoder", "--refiner", "r", "--latent-source", "noisy-clean",
-                                     "--gan-weight", "0"))
+    decoder = config_from_args(
+        parse("decoder", "--refiner", "r", "--latent-source", "noisy-clean", "--gan-weight", "0")
+    )
     assert (decoder.decoder.latent_source, decoder.image_loss.gan_weight) == ("noisy-clean", 0.0)
     assert TrainConfig.from_dict(config.to_dict()) == config  # train_config.json reads back
 
@@ -96,9 +112,11 @@ def test_train_cli_imports_no_torch_and_help_ends_with_example():
     import subprocess
     import sys
 
-    code = ("import sys, argparse; from restorevar.cli import train as train_cli; assert 'torch' not in sys.modules; "
-            "p = argparse.ArgumentParser(prog='restorevar'); train_cli.add_parser(p.add_subparsers()); "
-            "p.parse_args(['train', 'decoder', '--help'])")
+    code = (
+        "import sys, argparse; from restorevar.cli import train as train_cli; assert 'torch' not in sys.modules; "
+        "p = argparse.ArgumentParser(prog='restorevar'); train_cli.add_parser(p.add_subparsers()); "
+        "p.parse_args(['train', 'decoder', '--help'])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("example: restorevar train decoder")

@@ -1,6 +1,6 @@
 import torch
-
 from conftest import assert_golden
+
 from restorevar.models.layers import rope_angles
 from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.transformer import RestoreVARTransformer
@@ -74,7 +74,6 @@ def test_kv_cache_equals_block_causal_mask(golden_model, golden_restorevar):
 
 def test_rope_tables_match_official_buffers():
     import torch as th
-
     from conftest import GOLDEN
 
     official = th.load(GOLDEN / "restorevar_tiny" / "restorevar.pth", weights_only=True)
@@ -104,7 +103,6 @@ def test_gains_start_at_zero(tiny_config):
     t = RestoreVARTransformer(tiny_config.transformer, tiny_config.tokenizer)
     assert t.global_gain.item() == 0.0
     assert all(b.cross_attn.gain.item() == 0.0 for b in t.blocks)
-
 
 
 def reference_generate(transformer, cond_BNCv, quantizer):

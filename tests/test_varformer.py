@@ -23,9 +23,11 @@ def tiny():
     from restorevar.models.presets import get_preset
 
     paper = get_preset("tiny")
-    config = VarFormerConfig(tokenizer=paper.tokenizer, transformer=paper.transformer,
-                             backbone=BackboneConfig(width=8, encoder_blocks=(1, 1), decoder_blocks=(1, 1),
-                                                     middle_blocks=1))
+    config = VarFormerConfig(
+        tokenizer=paper.tokenizer,
+        transformer=paper.transformer,
+        backbone=BackboneConfig(width=8, encoder_blocks=(1, 1), decoder_blocks=(1, 1), middle_blocks=1),
+    )
     torch.manual_seed(0)
     return VarFormer(config.validate()).eval()
 
@@ -89,8 +91,9 @@ def test_the_mixup_skip_blends_and_the_plain_one_adds():
 
 
 def test_without_a_prior_no_var_runs(tiny, monkeypatch):
-    config = dataclasses.replace(tiny.config, backbone=dataclasses.replace(tiny.config.backbone, prior="none",
-                                                                           use_aft=False))
+    config = dataclasses.replace(
+        tiny.config, backbone=dataclasses.replace(tiny.config.backbone, prior="none", use_aft=False)
+    )
     model = VarFormer(config).eval()
     monkeypatch.setattr(model, "prior", lambda image: pytest.fail("the VAR ran"))
     model.restore_batch(torch.rand(1, 3, 128, 128))
@@ -103,9 +106,13 @@ def test_save_and_load_through_the_registry(tiny, tmp_path):
     assert isinstance(loaded, VarFormer) and loaded.config == tiny.config
     image = torch.rand(1, 3, 128, 128)
     assert torch.equal(loaded.restore_batch(image).image_B3HW, tiny.restore_batch(image).image_B3HW)
-    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "tokenizer.safetensors",
-                                                     "transformer.safetensors", "adapter.safetensors",
-                                                     "backbone.safetensors"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "config.json",
+        "tokenizer.safetensors",
+        "transformer.safetensors",
+        "adapter.safetensors",
+        "backbone.safetensors",
+    }
 
 
 def test_bad_backbones_are_refused():

@@ -15,10 +15,12 @@ from restorevar.models.registry import load_model
 from restorevar.models.varformer.config import AdapterConfig, BackboneConfig, VarFormerConfig
 from restorevar.models.varformer.model import VarFormer
 
-VARFORMER = VarFormerConfig(tokenizer=MICRO.tokenizer, transformer=MICRO.transformer,
-                            adapter=AdapterConfig(depth=1, width=16, num_heads=1),
-                            backbone=BackboneConfig(width=8, encoder_blocks=(1, 1), decoder_blocks=(1, 1),
-                                                    middle_blocks=1))
+VARFORMER = VarFormerConfig(
+    tokenizer=MICRO.tokenizer,
+    transformer=MICRO.transformer,
+    adapter=AdapterConfig(depth=1, width=16, num_heads=1),
+    backbone=BackboneConfig(width=8, encoder_blocks=(1, 1), decoder_blocks=(1, 1), middle_blocks=1),
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,10 @@ def prior_folder(tmp_path_factory):
 def adapter_folder(prior_folder, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("adapter")
-    train(micro_config(out, "varformer_adapter", prior_folder, steps=40, lr=3e-3, model=VARFORMER.to_dict()),
-          dataset=Pairs())
+    train(
+        micro_config(out, "varformer_adapter", prior_folder, steps=40, lr=3e-3, model=VARFORMER.to_dict()),
+        dataset=Pairs(),
+    )
     return out
 
 
@@ -50,9 +54,26 @@ def test_the_adapter_learns_the_feature_matching_loss_with_the_var_frozen(prior_
 def test_the_backbone_learns_to_restore_from_windows_and_changes_nothing_else(adapter_folder, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "backbone"
-    train(micro_config(out, "varformer", adapter_folder, steps=60, lr=3e-3, val_every=60, val_images=8, model=None,
-                       **{"varformer.window": 16, "varformer.windows_per_step": 8, "varformer.pool": 16,
-                          "varformer.perceptual_weight": 0.0}), dataset=Pairs(), val_dataset=Pairs())
+    train(
+        micro_config(
+            out,
+            "varformer",
+            adapter_folder,
+            steps=60,
+            lr=3e-3,
+            val_every=60,
+            val_images=8,
+            model=None,
+            **{
+                "varformer.window": 16,
+                "varformer.windows_per_step": 8,
+                "varformer.pool": 16,
+                "varformer.perceptual_weight": 0.0,
+            },
+        ),
+        dataset=Pairs(),
+        val_dataset=Pairs(),
+    )
     losses = train_losses(out)
     assert len(losses) == 60 and sum(losses[-5:]) < sum(losses[:5]) - 5 * 3, losses  # > 3 dB better
     val = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "val_psnr" in x][-1]

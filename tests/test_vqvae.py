@@ -1,6 +1,6 @@
 import torch
-
 from conftest import assert_golden
+
 from restorevar.models.presets import get_preset
 from restorevar.models.restorevar.vqvae import VQVAE
 
@@ -42,11 +42,19 @@ def test_space_to_depth_stem_folds_patches_into_channels():
     import pytest
 
     from restorevar.models.config import ConfigError
-
     from restorevar.models.restorevar.config import TokenizerConfig
 
-    config = TokenizerConfig(image_size=64, vocab_size=16, latent_channels=8, base_channels=16, channel_mult=(1, 2),
-                             num_res_blocks=1, norm_groups=8, patch_size=4, patch_nums=(1, 2, 4, 8))
+    config = TokenizerConfig(
+        image_size=64,
+        vocab_size=16,
+        latent_channels=8,
+        base_channels=16,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        norm_groups=8,
+        patch_size=4,
+        patch_nums=(1, 2, 4, 8),
+    )
     assert config.downsample_factor == 8 and config.latent_size == 8
     torch.manual_seed(0)
     vqvae = VQVAE(config)
@@ -54,7 +62,9 @@ def test_space_to_depth_stem_folds_patches_into_channels():
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     f = vqvae.encode_latent(x)
     assert f.shape == (2, 8, 8, 8) and vqvae.decode_latent(f).shape == x.shape
-    assert isinstance(vqvae.encoder.unfold, torch.nn.PixelUnshuffle) and isinstance(vqvae.decoder.fold, torch.nn.PixelShuffle)
+    assert isinstance(vqvae.encoder.unfold, torch.nn.PixelUnshuffle) and isinstance(
+        vqvae.decoder.fold, torch.nn.PixelShuffle
+    )
     assert isinstance(VQVAE(get_preset("tiny").tokenizer).encoder.unfold, torch.nn.Identity)  # the paper's layout
     with pytest.raises(ConfigError, match="patch_size"):
         TokenizerConfig(patch_size=0).validate()
@@ -64,16 +74,26 @@ def linear_path_vqvae(latent_channels: int) -> VQVAE:
     from restorevar.models.restorevar.config import TokenizerConfig
 
     torch.manual_seed(0)
-    return VQVAE(TokenizerConfig(image_size=32, vocab_size=16, latent_channels=latent_channels, base_channels=16,
-                                 channel_mult=(1,), num_res_blocks=1, norm_groups=8, patch_size=2,
-                                 patch_nums=(1, 2, 4, 8, 16), linear_path=True))
+    return VQVAE(
+        TokenizerConfig(
+            image_size=32,
+            vocab_size=16,
+            latent_channels=latent_channels,
+            base_channels=16,
+            channel_mult=(1,),
+            num_res_blocks=1,
+            norm_groups=8,
+            patch_size=2,
+            patch_nums=(1, 2, 4, 8, 16),
+            linear_path=True,
+        )
+    )
 
 
 def test_linear_path_starts_at_the_pca_of_the_patches():
     import pytest
 
     from restorevar.models.config import ConfigError
-
     from restorevar.models.restorevar.config import TokenizerConfig
     from restorevar.models.restorevar.vqvae import fit_linear_path
 

@@ -1,9 +1,9 @@
 """RestoreVAR: all-in-one image restoration with visual autoregressive models.
 
-    import restorevar
-    restorer = restorevar.Restorer.from_pretrained()     # the bundled default model
-    restorer.restore("hazy.jpg").save("clean.png")
-    model = restorevar.from_pretrained("restorevar-small")  # the bare model: model.restore_batch(images_B3HW)
+import restorevar
+restorer = restorevar.Restorer.from_pretrained()     # the bundled default model
+restorer.restore("hazy.jpg").save("clean.png")
+model = restorevar.from_pretrained("restorevar-small")  # the bare model: model.restore_batch(images_B3HW)
 """
 
 __version__ = "0.1.0"

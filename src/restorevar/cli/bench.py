@@ -14,9 +14,11 @@ EXAMPLE = "example: restorevar bench --preset paper-512 --batch 1 --repeats 3 --
 
 def add_parser(commands) -> None:
     p = commands.add_parser(
-        "bench", help="latency, throughput, memory and FLOPs per stage",
+        "bench",
+        help="latency, throughput, memory and FLOPs per stage",
         description="Time encoder, transformer (per scale), refiner and decoder after warm-up, with peak memory "
-        "(RSS on CPU, allocated on CUDA) and FLOPs; writes NAME.json and NAME.md.", epilog=EXAMPLE,
+        "(RSS on CPU, allocated on CUDA) and FLOPs; writes NAME.json and NAME.md.",
+        epilog=EXAMPLE,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     weights = p.add_mutually_exclusive_group()
@@ -57,8 +59,7 @@ def bench_command(args) -> int:
         compile_model(model, mode="reduce-overhead" if model.device.type == "cuda" else "default")
     name = args.name or f"{label}-{model.device.type}-{args.dtype}" + ("-compiled" if args.compile else "")
     batches = [int(b) for b in args.batch.split(",")]
-    report = benchmark(model, name, batches=batches, repeats=args.repeats, warmup=args.warmup,
-                       flops=not args.no_flops)
+    report = benchmark(model, name, batches=batches, repeats=args.repeats, warmup=args.warmup, flops=not args.no_flops)
     json_path, md_path = report.save(args.out, name)
     print(report.markdown())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -14,10 +12,12 @@ EXAMPLE = "example: restorevar convert ~/Downloads/restorevar_release ~/.cache/r
 
 def add_parser(commands) -> None:
     p = commands.add_parser(
-        "convert", help="convert the official RestoreVAR checkpoints to our format",
+        "convert",
+        help="convert the official RestoreVAR checkpoints to our format",
         description="Read the official release (restorevar.pth + vae_restorevar.ckpt, or vae_ch160v4096z32.pth) "
         "with torch.load(weights_only=True), infer the architecture from tensor shapes and buffers, and write "
-        "config.json + safetensors.", epilog=EXAMPLE,
+        "config.json + safetensors.",
+        epilog=EXAMPLE,
     )
     p.add_argument("official_dir", type=Path, help="folder with restorevar.pth and the VQVAE file")
     p.add_argument("out_dir", type=Path, help="where to write our model folder")
@@ -30,10 +30,9 @@ def add_parser(commands) -> None:
 
 def convert_command(args) -> int:
     from restorevar.models.checkpoint import load_strict
+    from restorevar.models.presets import get_preset
     from restorevar.models.restorevar.convert import convert_official, find_official_files
     from restorevar.models.restorevar.model import RestoreVAR
-
-    from restorevar.models.presets import get_preset
 
     vae_file, var_file = find_official_files(args.official_dir, args.vae, args.var)
     preset = get_preset(args.preset) if args.preset else None

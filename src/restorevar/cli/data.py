@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -15,9 +13,11 @@ EXAMPLE = "example: restorevar data photos data/photos"
 def add_parser(commands) -> None:
     data = commands.add_parser("data", help="build training data").add_subparsers(dest="data_command", required=True)
     p = data.add_parser(
-        "photos", help="build the clean training photo set from Debian packages",
+        "photos",
+        help="build the clean training photo set from Debian packages",
         description="Download the Debian packages listed in docs/data.md with apt-get, extract their photos and "
-        "write them with a manifest (package, version, path, licence per photo).", epilog=EXAMPLE,
+        "write them with a manifest (package, version, path, licence per photo).",
+        epilog=EXAMPLE,
     )
     p.add_argument("out_dir", type=Path)
     p.add_argument("--cache-dir", type=Path, help="where .deb files are kept (pre-downloaded ones are used)")

@@ -10,8 +10,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-EVALUATE_EXAMPLE = ("example: restorevar evaluate --model models/restorevar-paper --data data/Rain13K/test "
-                    "--data noref:data/LHP --mode paper --out results/eval")
+EVALUATE_EXAMPLE = (
+    "example: restorevar evaluate --model models/restorevar-paper --data data/Rain13K/test "
+    "--data noref:data/LHP --mode paper --out results/eval"
+)
 ANALYZE_EXAMPLE = "example: restorevar analyze rainy.png clean.png -o scales.png --restored"
 METRIC_NAMES = "psnr, ssim, lpips, niqe, brisque, musiq, clipiqa"
 
@@ -30,7 +32,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_evaluate_parser(commands, example: str = EVALUATE_EXAMPLE) -> argparse.ArgumentParser:
     p = commands.add_parser(
-        "evaluate", help="score the model on benchmark sets (Table 1) against the degraded input",
+        "evaluate",
+        help="score the model on benchmark sets (Table 1) against the degraded input",
         description="Restore every image of each --data set, score input and output, and print a table "
         "(rows: datasets + Average; per metric: degraded input | ours). Writes per_image.csv, results.json, "
         "report.html and report.png (best/worst images) to --out. "
@@ -40,14 +43,24 @@ def add_evaluate_parser(commands, example: str = EVALUATE_EXAMPLE) -> argparse.A
         "--mode paper reproduces the paper's protocol: both images squashed to the native size with LANCZOS, "
         "float output, RGB, no crop, skimage SSIM. --mode tile (default) and resize compare at full resolution. "
         "Metrics whose package or weights are missing are listed as 'unavailable' with what they need.",
-        epilog=example, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=example,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _model_arguments(p)
-    p.add_argument("--data", action="append", required=True, metavar="SPEC",
-                   help="dataset: PATH (paired), noref:PATH or synthetic:PATH; repeat for several")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="dataset: PATH (paired), noref:PATH or synthetic:PATH; repeat for several",
+    )
     p.add_argument("--metrics", default="psnr,ssim,lpips,niqe", help=f"comma-separated, from: {METRIC_NAMES}")
-    p.add_argument("--convention", default="paper", choices=["paper", "basicsr"],
-                   help="PSNR/SSIM convention: paper = skimage on float RGB; basicsr = 8-bit, Gaussian SSIM")
+    p.add_argument(
+        "--convention",
+        default="paper",
+        choices=["paper", "basicsr"],
+        help="PSNR/SSIM convention: paper = skimage on float RGB; basicsr = 8-bit, Gaussian SSIM",
+    )
     p.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on the BT.601 Y channel")
     p.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side for PSNR/SSIM")
     p.add_argument("--mode", default="tile", choices=["tile", "resize", "paper"], help="evaluation protocol")
@@ -65,12 +78,14 @@ def add_evaluate_parser(commands, example: str = EVALUATE_EXAMPLE) -> argparse.A
 
 def add_analyze_parser(commands, example: str = ANALYZE_EXAMPLE) -> argparse.ArgumentParser:
     p = commands.add_parser(
-        "analyze", help="scale-space analysis: which token scales carry the degradation (Fig. 2)",
+        "analyze",
+        help="scale-space analysis: which token scales carry the degradation (Fig. 2)",
         description="Tokenise a degraded image and its clean version (both squashed to the model's native size "
         "with LANCZOS), swap their coarse scales (the first K) and their fine scales, decode, and write a "
         "labelled grid. Prints the fraction of identical tokens per scale (also in GRID.json). With --restored "
         "the model also restores DEGRADED and its generated tokens are compared with both (Fig. 9).",
-        epilog=example, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=example,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("degraded", type=Path, metavar="DEGRADED")
     p.add_argument("clean", type=Path, metavar="CLEAN")
@@ -84,18 +99,25 @@ def add_analyze_parser(commands, example: str = ANALYZE_EXAMPLE) -> argparse.Arg
 
 
 def evaluate_command(args) -> int:
-    from restorevar.evaluation.evaluate import EvalOptions, evaluate, make_convention, parse_data_spec
-    from restorevar.models.registry import load_model
+    from restorevar.evaluation.data_specs import parse_data_spec
+    from restorevar.evaluation.evaluate import EvalOptions, evaluate, make_convention
     from restorevar.evaluation.report import format_table, write_report
+    from restorevar.models.registry import load_model
 
     options = EvalOptions(
-        mode=args.mode, metrics=tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()),
+        mode=args.mode,
+        metrics=tuple(m.strip().lower() for m in args.metrics.split(",") if m.strip()),
         convention=make_convention(args.convention, y_channel=args.y_channel or None, crop_border=args.crop_border),
-        tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, limit=args.limit, showcase=args.showcase,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        showcase=args.showcase,
     ).validate()
     if args.mode == "paper" and options.convention.name != "paper":
-        log.warning("--mode paper with convention %s: the numbers are not the paper's protocol",
-                    options.convention.name)
+        log.warning(
+            "--mode paper with convention %s: the numbers are not the paper's protocol", options.convention.name
+        )
     specs = [parse_data_spec(text) for text in args.data]
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     result = evaluate(model, specs, options, model_name=args.model or "default", progress=not args.no_progress)
@@ -106,8 +128,10 @@ def evaluate_command(args) -> int:
     print(format_table(result, group=args.group))
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     if result.failed:
-        print(f"{len(result.failed)} image(s) could not be read and were not scored (listed in results.json)",
-              file=sys.stderr)
+        print(
+            f"{len(result.failed)} image(s) could not be read and were not scored (listed in results.json)",
+            file=sys.stderr,
+        )
     return 1 if result.failed else 0
 
 
@@ -117,14 +141,16 @@ def analyze_command(args) -> int:
     from restorevar.models.registry import load_model
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
-    analysis, info = analyze_files(model, args.degraded, args.clean, coarse_scales=args.swap_scales,
-                                   with_restored=args.restored)
+    analysis, info = analyze_files(
+        model, args.degraded, args.clean, coarse_scales=args.swap_scales, with_restored=args.restored
+    )
     grid_path = args.output or default_grid_path(args.degraded)
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     save_image(analysis_grid(analysis, cell=args.cell), grid_path, overwrite=True)
     json_path = grid_path.with_suffix(".json")
-    json_path.write_text(json.dumps({**info, "grid": grid_path.name}, indent=2, ensure_ascii=False) + "\n",
-                         encoding="utf-8")
+    json_path.write_text(
+        json.dumps({**info, "grid": grid_path.name}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     print(info["resized"])
     print(analysis.table())
     print(f"wrote {grid_path} and {json_path}", file=sys.stderr)

@@ -7,10 +7,12 @@ EXAMPLE = "example: restorevar list"
 
 def add_parser(commands) -> None:
     p = commands.add_parser(
-        "list", help="models available offline, and the architectures (presets) one can train",
+        "list",
+        help="models available offline, and the architectures (presets) one can train",
         description="Named models are folders in the package's bundled weights and in the model home "
         "($RESTOREVAR_HOME or ~/.cache/restorevar, where `restorevar convert` writes). Any of the names works as "
-        "--model NAME.", epilog=EXAMPLE,
+        "--model NAME.",
+        epilog=EXAMPLE,
     )
     p.set_defaults(func=list_command)
 

@@ -12,7 +12,8 @@ log = logging.getLogger(__name__)
 
 def add_parser(commands) -> None:
     p = commands.add_parser(
-        "serve", help="local web page and HTTP API",
+        "serve",
+        help="local web page and HTTP API",
         description="Start a web page (upload or drop photos, before/after slider, download) and an HTTP API "
         "(POST /api/restore, /api/jobs; GET /api/health, /openapi.json). Uploads wait in a bounded queue; "
         "a full queue answers 503 with Retry-After.",
@@ -33,8 +34,15 @@ def serve_command(args) -> int:
     from restorevar.serving.app import create_server
     from restorevar.serving.jobs import ServeConfig
 
-    config = ServeConfig(host=args.host, port=args.port, model=args.model, concurrency=args.concurrency,
-                         queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels)
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        concurrency=args.concurrency,
+        queue_size=args.queue_size,
+        max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels,
+    )
     server = create_server(config)
     log.info("serving %s on %s (Ctrl+C stops)", server.model_name, server.url)
     try:

@@ -16,22 +16,27 @@ log = logging.getLogger(__name__)
 EXAMPLES = {
     "tokenizer": "example: restorevar train tokenizer --preset small --data data/photos --steps 20000 --out runs/tok",
     "transformer": "example: torchrun --nproc_per_node=2 -m restorevar.cli.main train transformer --tokenizer runs/tok "
-                   "--data data/photos --batch-size 48 --out runs/var",
+    "--data data/photos --batch-size 48 --out runs/var",
     "refiner": "example: restorevar train refiner --transformer runs/var --data data/photos --out runs/refiner",
     "decoder": "example: restorevar train decoder --refiner runs/refiner --data data/photos --out runs/final",
     "blur_expert": "example: restorevar train blur_expert --decoder runs/final --preset small --data data/photos "
-                   "--out runs/expert",
+    "--out runs/expert",
     "mixer": "example: restorevar train mixer --expert runs/expert --preset small --data data/photos --out runs/mixer",
-    "varformer_adapter": "example: restorevar train varformer_adapter --prior restorevar-small --preset varformer-small "
-                         "--data data/photos --out runs/vf-adapter",
-    "varformer": "example: restorevar train varformer --adapter runs/vf-adapter --data data/photos --out runs/varformer",
+    "varformer_adapter": "example: restorevar train varformer_adapter --prior restorevar-small "
+    "--preset varformer-small --data data/photos --out runs/vf-adapter",
+    "varformer": "example: restorevar train varformer --adapter runs/vf-adapter --data data/photos "
+    "--out runs/varformer",
 }
-HELPS = {"tokenizer": "stage 0: the multi-scale VQVAE", "transformer": "stage 1: next-scale transformer (CE)",
-         "refiner": "stage 2: latent refiner (latent L1)", "decoder": "stage 3: decoder for continuous latents",
-         "blur_expert": "stage 4 (ours): blur detector + deblurring CNN on the degraded latent",
-         "mixer": "stage 5 (ours): per-position weights of the refined, degraded and deblurred latents",
-         "varformer_adapter": "VarFormer stage 1: the adapter after the frozen VAR's encoder (feature matching)",
-         "varformer": "VarFormer stage 2: the prior-guided restoration U-Net (−PSNR + perceptual)"}
+HELPS = {
+    "tokenizer": "stage 0: the multi-scale VQVAE",
+    "transformer": "stage 1: next-scale transformer (CE)",
+    "refiner": "stage 2: latent refiner (latent L1)",
+    "decoder": "stage 3: decoder for continuous latents",
+    "blur_expert": "stage 4 (ours): blur detector + deblurring CNN on the degraded latent",
+    "mixer": "stage 5 (ours): per-position weights of the refined, degraded and deblurred latents",
+    "varformer_adapter": "VarFormer stage 1: the adapter after the frozen VAR's encoder (feature matching)",
+    "varformer": "VarFormer stage 2: the prior-guided restoration U-Net (−PSNR + perceptual)",
+}
 INPUT_HELPS = {  # what each stage's input flag (training.config.STAGE_INPUTS) names
     "tokenizer": "model folder to fine-tune (e.g. a converted vae_ch160v4096z32); default: from scratch",
     "transformer": "output folder of `train tokenizer` (or a converted model folder)",
@@ -45,13 +50,21 @@ INPUT_HELPS = {  # what each stage's input flag (training.config.STAGE_INPUTS) n
 
 
 def add_parser(subparsers) -> None:
-    train = subparsers.add_parser("train", help="train one stage (RestoreVAR's six, VarFormer's two)",
-                                  description="Train a RestoreVAR stage; see docs/training.md.",
-                                  epilog=EXAMPLES["transformer"])
+    train = subparsers.add_parser(
+        "train",
+        help="train one stage (RestoreVAR's six, VarFormer's two)",
+        description="Train a RestoreVAR stage; see docs/training.md.",
+        epilog=EXAMPLES["transformer"],
+    )
     stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for stage, help_text in HELPS.items():
-        p = stages.add_parser(stage, help=help_text, description=help_text, epilog=EXAMPLES[stage],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = stages.add_parser(
+            stage,
+            help=help_text,
+            description=help_text,
+            epilog=EXAMPLES[stage],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_stage_arguments(p, stage)
         p.set_defaults(func=train_command, train_stage=stage)
 
@@ -62,8 +75,7 @@ def add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file with TrainConfig sections")
     p.add_argument("--preset", help="architecture of newly initialised parts: tiny, small, paper-256, paper-512")
     p.add_argument("--data", dest="data.train", action="append", metavar="PATH", help="training data (repeatable)")
-    p.add_argument("--val-data", dest="data.val", action="append", metavar="PATH",
-                   help="validation data (repeatable)")
+    p.add_argument("--val-data", dest="data.val", action="append", metavar="PATH", help="validation data (repeatable)")
     p.add_argument("--steps", dest="optim.steps", type=int)
     p.add_argument("--batch-size", dest="optim.batch_size", type=int, help="global batch, split across processes")
     p.add_argument("--lr", dest="optim.lr", type=float, help="peak learning rate (default: 1e-4 · batch/48)")
@@ -77,13 +89,18 @@ def add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--log-every", dest="logging.every", type=int)
     p.add_argument("--num-workers", dest="data.num_workers", type=int)
     if stage == "transformer":
-        p.add_argument("--var-d16", dest="transformer.var_d16", metavar="FILE",
-                       help="official var_d16.pth to initialise from")
+        p.add_argument(
+            "--var-d16", dest="transformer.var_d16", metavar="FILE", help="official var_d16.pth to initialise from"
+        )
     if stage in ("tokenizer", "decoder"):
         for name in ("l1", "ssim", "perceptual", "gan"):
             p.add_argument(f"--{name}-weight", dest=f"image_loss.{name}_weight", type=float)
-        p.add_argument("--gan-start", dest="image_loss.gan_start", type=float,
-                       help="step at which the PatchGAN loss starts (< 1: share of --steps)")
+        p.add_argument(
+            "--gan-start",
+            dest="image_loss.gan_start",
+            type=float,
+            help="step at which the PatchGAN loss starts (< 1: share of --steps)",
+        )
     if stage == "varformer":
         p.add_argument("--window", dest="varformer.window", type=int, help="training window side (multiple of 16)")
         p.add_argument("--perceptual-weight", dest="varformer.perceptual_weight", type=float)
@@ -124,7 +141,12 @@ def train_command(args) -> int:
     env = setup_distributed(config.device)
     metrics = run(config, build_stage(config, env)).metrics
     if env.is_main:
-        loss = (f"final loss {metrics['loss']:.4f}" if "loss" in metrics else
-                "initialised only" if config.optim.steps == 0 else "already complete, nothing to train")
+        loss = (
+            f"final loss {metrics['loss']:.4f}"
+            if "loss" in metrics
+            else "initialised only"
+            if config.optim.steps == 0
+            else "already complete, nothing to train"
+        )
         print(f"trained {config.stage} for {config.optim.steps} steps → {config.out} ({loss})")
     return 0

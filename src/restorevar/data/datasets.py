@@ -29,17 +29,32 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from restorevar.data.layouts import (
-    LAYOUTS, DatasetError, PairedDataset, PairedFolder, PaperJSON, describe_layouts, detect_layout,
-    list_images, open_layout,
-)
 from restorevar.data.degradations import DEGRADATIONS, EXTRA_KINDS, degrade
+from restorevar.data.layouts import (
+    LAYOUTS,
+    DatasetError,
+    PairedDataset,
+    PairedFolder,
+    PaperJSON,
+    describe_layouts,
+    detect_layout,
+    list_images,
+    open_layout,
+)
+from restorevar.data.manifest import MANIFEST_NAME, Manifest, split_photos
 from restorevar.images.load import load_image
-from restorevar.data.photos import MANIFEST_NAME, Manifest, split_photos
 
 __all__ = [
-    "LAYOUTS", "DatasetError", "PairedDataset", "PairedFolder", "PaperJSON", "SyntheticPairs",
-    "class_balanced_weights", "degradation_labels", "open_dataset", "open_layout",
+    "LAYOUTS",
+    "DatasetError",
+    "PairedDataset",
+    "PairedFolder",
+    "PaperJSON",
+    "SyntheticPairs",
+    "class_balanced_weights",
+    "degradation_labels",
+    "open_dataset",
+    "open_layout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,10 +92,22 @@ class SyntheticPairs(Dataset):
     tone_jitter_kinds: the degradations whose items may be jittered (default: all).
     """
 
-    def __init__(self, photo_dir, *, crop_size: int, kinds: tuple[str, ...] = DEGRADATIONS,
-                 names: list[str] | None = None, seed: int = 0, draws_per_photo: int = 1000,
-                 min_scale: float = 0.25, max_scale: float = 1.0, cache_long_side: int | None = None,
-                 stream: int = 0, tone_jitter: float = 0.0, tone_jitter_kinds: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        photo_dir,
+        *,
+        crop_size: int,
+        kinds: tuple[str, ...] = DEGRADATIONS,
+        names: list[str] | None = None,
+        seed: int = 0,
+        draws_per_photo: int = 1000,
+        min_scale: float = 0.25,
+        max_scale: float = 1.0,
+        cache_long_side: int | None = None,
+        stream: int = 0,
+        tone_jitter: float = 0.0,
+        tone_jitter_kinds: Sequence[str] | None = None,
+    ) -> None:
         self.photo_dir = Path(photo_dir)
         if not self.photo_dir.is_dir():
             raise DatasetError(f"photo folder '{self.photo_dir}' does not exist; run 'restorevar data photos DIR'")
@@ -88,8 +115,9 @@ class SyntheticPairs(Dataset):
             raise DatasetError(f"crop_size {crop_size} is too small; use at least {MIN_CROP} (e.g. 256)")
         unknown = [kind for kind in kinds if kind not in DEGRADATIONS + EXTRA_KINDS]
         if not kinds or unknown:
-            raise DatasetError(f"degradation kinds {list(kinds)} invalid; choose from "
-                               f"{', '.join(DEGRADATIONS + EXTRA_KINDS)}")
+            raise DatasetError(
+                f"degradation kinds {list(kinds)} invalid; choose from {', '.join(DEGRADATIONS + EXTRA_KINDS)}"
+            )
         if not 0 < min_scale <= max_scale:
             raise DatasetError(f"need 0 < min_scale <= max_scale, got {min_scale} and {max_scale}")
         if draws_per_photo < 1:
@@ -113,8 +141,10 @@ class SyntheticPairs(Dataset):
             paths = [self.photo_dir / name for name in sorted(names)]
             missing = [p.name for p in paths if not p.is_file()]
             if missing:
-                raise DatasetError(f"{len(missing)} photo(s) not in '{self.photo_dir}': {', '.join(missing[:5])}; "
-                                   f"rebuild the set with 'restorevar data photos {self.photo_dir}'")
+                raise DatasetError(
+                    f"{len(missing)} photo(s) not in '{self.photo_dir}': {', '.join(missing[:5])}; "
+                    f"rebuild the set with 'restorevar data photos {self.photo_dir}'"
+                )
         if not paths:
             raise DatasetError(f"no photos in '{self.photo_dir}'; run 'restorevar data photos {self.photo_dir}'")
         return paths
@@ -153,8 +183,12 @@ class SyntheticPairs(Dataset):
             clean_3SS = jitter_tone(clean_3SS, rng)
         degraded_3SS = degrade(clean_3SS, kind, rng)
         draw = index // (len(self.paths) * len(self.kinds))
-        return {"degraded": degraded_3SS, "clean": clean_3SS, "degradation": kind,
-                "name": f"{self.paths[number].stem}_{kind}_{draw}"}
+        return {
+            "degraded": degraded_3SS,
+            "clean": clean_3SS,
+            "degradation": kind,
+            "name": f"{self.paths[number].stem}_{kind}_{draw}",
+        }
 
     def _crop(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
         """A random (3, S, S) float32 crop in [0, 1] at a random scale, maybe flipped."""
@@ -176,9 +210,11 @@ class SyntheticPairs(Dataset):
         return torch.from_numpy(np.ascontiguousarray(pixels_SS3.transpose(2, 0, 1)))
 
     def __repr__(self) -> str:
-        return (f"SyntheticPairs({len(self.paths)} photos in '{self.photo_dir}', crop_size={self.crop_size}, "
-                f"kinds={self.kinds}, draws_per_photo={self.draws_per_photo}, scale=[{self.min_scale}, "
-                f"{self.max_scale}], seed={self.seed}, stream={self.stream})")
+        return (
+            f"SyntheticPairs({len(self.paths)} photos in '{self.photo_dir}', crop_size={self.crop_size}, "
+            f"kinds={self.kinds}, draws_per_photo={self.draws_per_photo}, scale=[{self.min_scale}, "
+            f"{self.max_scale}], seed={self.seed}, stream={self.stream})"
+        )
 
 
 # ---- labels and balanced sampling ---------------------------------------------------------------
@@ -193,8 +229,9 @@ def degradation_labels(dataset: Dataset) -> list[str]:
     if isinstance(dataset, Subset):
         labels = degradation_labels(dataset.dataset)
         return [labels[i] for i in dataset.indices]
-    raise TypeError(f"{type(dataset).__name__} has no degradation labels; "
-                    f"use restorevar datasets, ConcatDataset or Subset of them")
+    raise TypeError(
+        f"{type(dataset).__name__} has no degradation labels; use restorevar datasets, ConcatDataset or Subset of them"
+    )
 
 
 def indices_by_degradation(dataset: Dataset, count: int) -> list[int]:
@@ -225,9 +262,17 @@ def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
 # ---- specs --------------------------------------------------------------------------------------
 
 
-def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int = 0,
-                 draws_per_photo: int | None = None, kinds: tuple[str, ...] = DEGRADATIONS,
-                 tone_jitter: float = 0.0, tone_jitter_kinds: Sequence[str] | None = None) -> Dataset:
+def open_dataset(
+    spec,
+    *,
+    crop_size: int | None,
+    split: str = "train",
+    seed: int = 0,
+    draws_per_photo: int | None = None,
+    kinds: tuple[str, ...] = DEGRADATIONS,
+    tone_jitter: float = 0.0,
+    tone_jitter_kinds: Sequence[str] | None = None,
+) -> Dataset:
     """A dataset from a spec, or a `ConcatDataset` from a list of specs.
 
     spec: a folder of clean photos -> `SyntheticPairs` (train/val photos from `split_photos` of
@@ -245,15 +290,25 @@ def open_dataset(spec, *, crop_size: int | None, split: str = "train", seed: int
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise DatasetError("empty list of dataset specs; give at least one folder or JSON file")
-        parts = [_open_one(item, crop_size, split, seed, draws_per_photo, position, kinds, tone_jitter,
-                           tone_jitter_kinds)
-                 for position, item in enumerate(spec)]
+        parts = [
+            _open_one(item, crop_size, split, seed, draws_per_photo, position, kinds, tone_jitter, tone_jitter_kinds)
+            for position, item in enumerate(spec)
+        ]
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
     return _open_one(spec, crop_size, split, seed, draws_per_photo, 0, kinds, tone_jitter, tone_jitter_kinds)
 
 
-def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | None, position: int,
-              kinds: tuple[str, ...], tone_jitter: float, tone_jitter_kinds: Sequence[str] | None) -> Dataset:
+def _open_one(
+    spec,
+    crop_size: int | None,
+    split: str,
+    seed: int,
+    draws: int | None,
+    position: int,
+    kinds: tuple[str, ...],
+    tone_jitter: float,
+    tone_jitter_kinds: Sequence[str] | None,
+) -> Dataset:
     path = Path(spec)
     is_train = split == "train"
     if path.is_file() and path.suffix.lower() == ".json":
@@ -264,8 +319,10 @@ def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | N
         return open_layout(path, crop_size=crop_size, augment=is_train, seed=seed)
     photos = [p.name for p in list_images(path)]
     if not photos:
-        raise DatasetError(f"'{path}' holds no photos and matches no known layout; known: {describe_layouts()}; "
-                           f"or a folder of clean photos, or a paper .json list")
+        raise DatasetError(
+            f"'{path}' holds no photos and matches no known layout; known: {describe_layouts()}; "
+            f"or a folder of clean photos, or a paper .json list"
+        )
     if crop_size is None:
         raise DatasetError(f"'{path}' is a photo folder: synthetic pairs need a crop_size (e.g. 256)")
     manifest = path / MANIFEST_NAME
@@ -276,7 +333,14 @@ def _open_one(spec, crop_size: int | None, split: str, seed: int, draws: int | N
     names = train_names if is_train else val_names
     if not names:
         raise DatasetError(f"the {split} split of '{path}' is empty ({len(photos)} photos); add photos")
-    return SyntheticPairs(path, crop_size=crop_size, kinds=kinds, names=names, seed=seed,
-                          draws_per_photo=draws or (1000 if is_train else 4),
-                          stream=2 * position + (0 if is_train else 1), tone_jitter=tone_jitter if is_train else 0.0,
-                          tone_jitter_kinds=tone_jitter_kinds)
+    return SyntheticPairs(
+        path,
+        crop_size=crop_size,
+        kinds=kinds,
+        names=names,
+        seed=seed,
+        draws_per_photo=draws or (1000 if is_train else 4),
+        stream=2 * position + (0 if is_train else 1),
+        tone_jitter=tone_jitter if is_train else 0.0,
+        tone_jitter_kinds=tone_jitter_kinds,
+    )

@@ -38,8 +38,14 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # the paper's JSON names (spec §4.1) -> ours; any other name is kept verbatim as its own label
-PAPER_DEGRADATIONS = {"Haze": "haze", "Rain": "rain", "Snow": "snow", "Low-light": "low_light",
-                      "Motion blur": "blur", "Mixed": "mixed"}
+PAPER_DEGRADATIONS = {
+    "Haze": "haze",
+    "Rain": "rain",
+    "Snow": "snow",
+    "Low-light": "low_light",
+    "Motion blur": "blur",
+    "Mixed": "mixed",
+}
 _SHOWN = 5  # unmatched files named in an error message
 
 
@@ -59,8 +65,9 @@ class Pair:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder`` (no hidden files), sorted by name."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _shorten(names: list[str]) -> str:
@@ -68,8 +75,14 @@ def _shorten(names: list[str]) -> str:
     return ", ".join(names[:_SHOWN]) + more
 
 
-def match_pairs(degraded_dir: Path, clean_dir: Path, *, degradation: str, prefix: str = "",
-                key: Callable[[str], str] = lambda stem: stem) -> list[Pair]:
+def match_pairs(
+    degraded_dir: Path,
+    clean_dir: Path,
+    *,
+    degradation: str,
+    prefix: str = "",
+    key: Callable[[str], str] = lambda stem: stem,
+) -> list[Pair]:
     """Pair every image of ``degraded_dir`` with the clean image whose stem is ``key(stem)``.
 
     Several degraded images may share one clean image (RESIDE); an unmatched file on either side
@@ -81,8 +94,10 @@ def match_pairs(degraded_dir: Path, clean_dir: Path, *, degradation: str, prefix
     clean_by_stem: dict[str, Path] = {}
     for path in list_images(clean_dir):
         if path.stem in clean_by_stem:
-            raise DatasetError(f"two clean images with stem '{path.stem}' in '{clean_dir}' "
-                               f"({clean_by_stem[path.stem].name}, {path.name}); keep one")
+            raise DatasetError(
+                f"two clean images with stem '{path.stem}' in '{clean_dir}' "
+                f"({clean_by_stem[path.stem].name}, {path.name}); keep one"
+            )
         clean_by_stem[path.stem] = path
     pairs, unmatched, used = [], [], set()
     for path in list_images(degraded_dir):
@@ -93,12 +108,16 @@ def match_pairs(degraded_dir: Path, clean_dir: Path, *, degradation: str, prefix
         used.add(stem)
         pairs.append(Pair(path, clean_by_stem[stem], degradation, prefix + path.name))
     if unmatched:
-        raise DatasetError(f"{len(unmatched)} image(s) in '{degraded_dir}' have no clean match in '{clean_dir}': "
-                           f"{_shorten(unmatched)}; add or remove them")
+        raise DatasetError(
+            f"{len(unmatched)} image(s) in '{degraded_dir}' have no clean match in '{clean_dir}': "
+            f"{_shorten(unmatched)}; add or remove them"
+        )
     orphans = sorted(clean_by_stem[stem].name for stem in clean_by_stem.keys() - used)
     if orphans:
-        raise DatasetError(f"{len(orphans)} image(s) in '{clean_dir}' have no degraded match in '{degraded_dir}': "
-                           f"{_shorten(orphans)}; add or remove them")
+        raise DatasetError(
+            f"{len(orphans)} image(s) in '{clean_dir}' have no degraded match in '{degraded_dir}': "
+            f"{_shorten(orphans)}; add or remove them"
+        )
     if not pairs:
         raise DatasetError(f"no images in '{degraded_dir}'; expected {', '.join(IMAGE_SUFFIXES)} files")
     return pairs
@@ -107,8 +126,9 @@ def match_pairs(degraded_dir: Path, clean_dir: Path, *, degradation: str, prefix
 # ---- crops --------------------------------------------------------------------------------------
 
 
-def paired_crop(degraded_3HW: torch.Tensor, clean_3HW: torch.Tensor, crop_size: int,
-                rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def paired_crop(
+    degraded_3HW: torch.Tensor, clean_3HW: torch.Tensor, crop_size: int, rng: np.random.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut both (3, H, W) images through the same (S, S) window; returns two (3, S, S) tensors.
 
     ``rng`` given: a random window and a horizontal flip with probability 1/2; None: the centre.
@@ -148,8 +168,15 @@ class PairedDataset(Dataset):
     the pairs long (item i -> pair i % n, crop seeded by (seed, i)), so each pass gets new crops.
     """
 
-    def __init__(self, pairs: list[Pair], *, crop_size: int | None = None, augment: bool = True,
-                 seed: int = 0, draws_per_pair: int = 1) -> None:
+    def __init__(
+        self,
+        pairs: list[Pair],
+        *,
+        crop_size: int | None = None,
+        augment: bool = True,
+        seed: int = 0,
+        draws_per_pair: int = 1,
+    ) -> None:
         if not pairs:
             raise DatasetError("no image pairs; check the dataset folder or JSON")
         if crop_size is not None and crop_size < 1:
@@ -179,8 +206,10 @@ class PairedDataset(Dataset):
         degraded_3HW, clean_3HW = to_tensor(load_image(pair.degraded).rgb), to_tensor(load_image(pair.clean).rgb)
         if degraded_3HW.shape != clean_3HW.shape:
             (_, dh, dw), (_, ch, cw) = degraded_3HW.shape, clean_3HW.shape
-            raise DatasetError(f"pair '{pair.name}' differs in size: degraded {dw}x{dh} ('{pair.degraded}') vs "
-                               f"clean {cw}x{ch} ('{pair.clean}'); crop or resize one of them to match")
+            raise DatasetError(
+                f"pair '{pair.name}' differs in size: degraded {dw}x{dh} ('{pair.degraded}') vs "
+                f"clean {cw}x{ch} ('{pair.clean}'); crop or resize one of them to match"
+            )
         if self.crop_size is not None:
             rng = np.random.default_rng([self.seed, index]) if self.augment else None
             degraded_3HW, clean_3HW = paired_crop(degraded_3HW, clean_3HW, self.crop_size, rng)
@@ -229,8 +258,10 @@ class PaperJSON(PairedDataset):
             dataset = str(entry.get("dataset", ""))
             pairs.append(Pair(files[0], files[1], label, f"{dataset}/{files[0].name}" if dataset else files[0].name))
         if missing:
-            raise DatasetError(f"{len(missing)} file(s) listed in '{path}' do not exist: {_shorten(missing)}; "
-                               f"run from the folder the paths are relative to")
+            raise DatasetError(
+                f"{len(missing)} file(s) listed in '{path}' do not exist: {_shorten(missing)}; "
+                f"run from the folder the paths are relative to"
+            )
         super().__init__(pairs, **kwargs)
 
 
@@ -250,8 +281,13 @@ def guess_degradation(root: Path) -> str:
 
     Words must start with a key ("train" is not rain, "yellow" is not low light).
     """
-    keys = {"haze": ("haze", "hazy", "reside", "sots", "dehaz", "fog"), "rain": ("rain", "derain"),
-            "snow": ("snow", "desnow"), "low_light": ("low", "lol", "dark"), "blur": ("blur", "gopro", "deblur")}
+    keys = {
+        "haze": ("haze", "hazy", "reside", "sots", "dehaz", "fog"),
+        "rain": ("rain", "derain"),
+        "snow": ("snow", "desnow"),
+        "low_light": ("low", "lol", "dark"),
+        "blur": ("blur", "gopro", "deblur"),
+    }
     for part in reversed(Path(root).resolve().parts):
         for word in re.split(r"[^a-z0-9]+", part.lower()):
             label = next((label for label, starts in keys.items() if word.startswith(starts)), None)
@@ -267,8 +303,9 @@ def _first_dir(root: Path, *names: str) -> Path:
 
 def _reside_pairs(root: Path) -> list[Pair]:
     # ITS/OTS/SOTS-outdoor '0001_0.8_0.2', SOTS-indoor '1400_1': the GT stem is the part before '_'
-    return match_pairs(root / "hazy", _first_dir(root, "gt", "clear", "GT"), degradation="haze",
-                       key=lambda stem: stem.split("_")[0])
+    return match_pairs(
+        root / "hazy", _first_dir(root, "gt", "clear", "GT"), degradation="haze", key=lambda stem: stem.split("_")[0]
+    )
 
 
 def _gopro_sequences(root: Path) -> list[Path]:
@@ -276,8 +313,11 @@ def _gopro_sequences(root: Path) -> list[Path]:
 
 
 def _gopro_pairs(root: Path) -> list[Pair]:
-    return [pair for seq in _gopro_sequences(root)
-            for pair in match_pairs(seq / "blur", seq / "sharp", degradation="blur", prefix=f"{seq.name}/")]
+    return [
+        pair
+        for seq in _gopro_sequences(root)
+        for pair in match_pairs(seq / "blur", seq / "sharp", degradation="blur", prefix=f"{seq.name}/")
+    ]
 
 
 @dataclass(frozen=True)
@@ -295,14 +335,30 @@ def _has(*names: str) -> Callable[[Path], bool]:
 
 
 LAYOUTS: tuple[Layout, ...] = (
-    Layout("RESIDE", "hazy/ + gt/ or clear/",
-           lambda r: (r / "hazy").is_dir() and any((r / n).is_dir() for n in ("gt", "clear", "GT")), _reside_pairs),
-    Layout("Snow100K", "synthetic/ + gt/", _has("synthetic", "gt"),
-           lambda r: match_pairs(r / "synthetic", r / "gt", degradation="snow")),
-    Layout("paired folder (Rain13K)", "input/ + target/", _has("input", "target"),
-           lambda r: match_pairs(r / "input", r / "target", degradation=guess_degradation(r))),
-    Layout("LOLv1", "low/ + high/", _has("low", "high"),
-           lambda r: match_pairs(r / "low", r / "high", degradation="low_light")),
+    Layout(
+        "RESIDE",
+        "hazy/ + gt/ or clear/",
+        lambda r: (r / "hazy").is_dir() and any((r / n).is_dir() for n in ("gt", "clear", "GT")),
+        _reside_pairs,
+    ),
+    Layout(
+        "Snow100K",
+        "synthetic/ + gt/",
+        _has("synthetic", "gt"),
+        lambda r: match_pairs(r / "synthetic", r / "gt", degradation="snow"),
+    ),
+    Layout(
+        "paired folder (Rain13K)",
+        "input/ + target/",
+        _has("input", "target"),
+        lambda r: match_pairs(r / "input", r / "target", degradation=guess_degradation(r)),
+    ),
+    Layout(
+        "LOLv1",
+        "low/ + high/",
+        _has("low", "high"),
+        lambda r: match_pairs(r / "low", r / "high", degradation="low_light"),
+    ),
     Layout("GoPro", "<sequence>/blur/ + <sequence>/sharp/", lambda r: bool(_gopro_sequences(r)), _gopro_pairs),
 )
 

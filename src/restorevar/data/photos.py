@@ -1,6 +1,6 @@
 """Build the clean training photo set from Debian packages (`restorevar data photos OUT_DIR`).
 
-Only the sources in /work/shared/data/TRAINING_PHOTOS.md (docs/data.md) are used. Each package is
+Only the sources listed in docs/data.md are used. Each package is
 fetched with ``apt-get download`` (or taken pre-downloaded from the cache folder), unpacked with
 ``dpkg-deb -x`` into a temporary folder, and its photos are written to OUT_DIR as RGB PNGs with a
 ``manifest.json``/``manifest.csv`` recording package, version, path, licence, sizes and sha256.
@@ -14,12 +14,10 @@ Ground-truth preparation (why each step):
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import fnmatch
 import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -32,6 +30,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from restorevar.data.manifest import MANIFEST_NAME, Manifest, PhotoRecord, atomic_write_bytes
 from restorevar.data.rcc import RccBundle
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ MAX_LONG_SIDE = 2048
 GCOMPRIS_DOWNSCALE = 2
 # upstream README typos: image path -> the path the README lists it under
 README_ALIASES = {"germany/aulaPalatina.webp": "germany/audaPalatina.webp"}
-MANIFEST_NAME = "manifest.json"
 
 
 class PhotoSetError(RuntimeError):
@@ -63,7 +61,13 @@ SOURCES: tuple[PhotoSource, ...] = (
         "gcompris-qt-data",
         tuple(
             f"usr/share/gcompris-qt/rcc/{name}.rcc"
-            for name in ("erase", "explore_monuments", "explore_world_animals", "explore_farm_animals", "explore_world_music")
+            for name in (
+                "erase",
+                "explore_monuments",
+                "explore_world_animals",
+                "explore_farm_animals",
+                "explore_world_music",
+            )
         ),
     ),
     PhotoSource("mate-backgrounds", ("usr/share/backgrounds/mate/nature/*.jpg",)),
@@ -73,8 +77,16 @@ SOURCES: tuple[PhotoSource, ...] = (
             f"usr/share/lxqt/wallpapers/{name}"
             # the photographic wallpapers; the rest are logos and renders, fog.jpg is a real fog scene
             for name in (
-                "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
-                "butterfly.png", "cloud.png", "drop.png", "flowers.png", "this-is-not-windows.jpg",
+                "Butterfly-Kenneth-Wimer.jpg",
+                "Valendas.png",
+                "after-the-rain.jpg",
+                "appleflower.png",
+                "beam.png",
+                "butterfly.png",
+                "cloud.png",
+                "drop.png",
+                "flowers.png",
+                "this-is-not-windows.jpg",
             )
         ),
         exclude=("fog.jpg",),
@@ -87,77 +99,6 @@ SOURCES: tuple[PhotoSource, ...] = (
         tuple(f"usr/share/darknet/data/{name}.jpg" for name in ("eagle", "kite", "dog", "giraffe", "person", "horses")),
     ),
 )
-
-
-@dataclasses.dataclass
-class PhotoRecord:
-    """One photo of the set; ``path`` is inside the package (``bundle.rcc:inner/path`` for rcc)."""
-
-    file: str
-    package: str
-    version: str
-    path: str
-    licence: str
-    copyright: str
-    source_url: str
-    original_size: tuple[int, int]  # (width, height)
-    size: tuple[int, int]
-    sha256: str
-
-
-@dataclasses.dataclass
-class Manifest:
-    """All photos plus the package versions they came from."""
-
-    photos: list[PhotoRecord]
-    packages: dict[str, str]  # package -> version, only for fully processed packages
-
-    def to_json(self) -> str:
-        return json.dumps({"packages": self.packages, "photos": [dataclasses.asdict(p) for p in self.photos]}, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        raw = json.loads(text)
-        photos = []
-        for entry in raw["photos"]:
-            entry = dict(entry, original_size=tuple(entry["original_size"]), size=tuple(entry["size"]))
-            photos.append(PhotoRecord(**entry))
-        return cls(photos=photos, packages=dict(raw["packages"]))
-
-    @classmethod
-    def load(cls, path: str | Path) -> Manifest:
-        path = Path(path)
-        if path.is_dir():
-            path = path / MANIFEST_NAME
-        return cls.from_json(path.read_text(encoding="utf-8"))
-
-    def save(self, out_dir: str | Path) -> None:
-        """Write manifest.json and manifest.csv atomically."""
-        out_dir = Path(out_dir)
-        _atomic_write(out_dir / MANIFEST_NAME, self.to_json().encode("utf-8"))
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        fields = [f.name for f in dataclasses.fields(PhotoRecord)]
-        writer.writerow(fields)
-        for photo in self.photos:
-            row = dataclasses.asdict(photo)
-            writer.writerow(["x".join(map(str, row[f])) if isinstance(row[f], tuple) else row[f] for f in fields])
-        _atomic_write(out_dir / "manifest.csv", buffer.getvalue().encode("utf-8"))
-
-
-def split_photos(manifest: Manifest | Iterable[str], val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Deterministic (train, val) split of photo file names.
-
-    Names are ranked by sha256(f"{seed}:{name}") and the lowest ``round(n * val_fraction)`` go to
-    validation, so the split depends only on the names and the seed, not on order or platform.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    names = sorted({p.file for p in manifest.photos} if isinstance(manifest, Manifest) else set(manifest))
-    ranked = sorted(names, key=lambda name: hashlib.sha256(f"{seed}:{name}".encode()).hexdigest())
-    num_val = round(len(names) * val_fraction)
-    val = set(ranked[:num_val])
-    return [n for n in names if n not in val], sorted(val)
 
 
 # ---- package handling ---------------------------------------------------------------------------
@@ -240,7 +181,11 @@ def lookup_licence(paragraphs: list[dict[str, str]], path: str) -> tuple[str, st
     for fields in paragraphs:
         for pattern in fields.get("files", "").split():
             pattern = pattern.removeprefix("./")
-            if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, "*/" + pattern) or pattern.rsplit("/", 1)[-1] == name:
+            if (
+                fnmatch.fnmatch(path, pattern)
+                or fnmatch.fnmatch(path, "*/" + pattern)
+                or pattern.rsplit("/", 1)[-1] == name
+            ):
                 found = fields
     if found is None:
         return "unknown", "", ""
@@ -271,25 +216,18 @@ def prepare_image(data: bytes, *, downscale: int = 1) -> tuple[Image.Image, tupl
     return image, original
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
-def _iter_package_photos(source: PhotoSource, root: Path) -> Iterator[tuple[str, str, bytes, int, tuple[str, str, str]]]:
+def _iter_package_photos(
+    source: PhotoSource, root: Path
+) -> Iterator[tuple[str, str, bytes, int, tuple[str, str, str]]]:
     """Yield (output stem, path in package, bytes, downscale, (licence, copyright, url))."""
     copyright_file = root / "usr/share/doc" / source.package / "copyright"
-    paragraphs = parse_fields(copyright_file.read_text(encoding="utf-8", errors="replace")) if copyright_file.exists() else []
+    paragraphs = (
+        parse_fields(copyright_file.read_text(encoding="utf-8", errors="replace")) if copyright_file.exists() else []
+    )
     for pattern in source.patterns:
         matches = sorted(root.glob(pattern))
         if not matches:
@@ -309,7 +247,11 @@ def _iter_package_photos(source: PhotoSource, root: Path) -> Iterator[tuple[str,
 
 def _iter_rcc_photos(file: Path, inner: str) -> Iterator[tuple[str, str, bytes, int, tuple[str, str, str]]]:
     bundle = RccBundle.open(file)
-    readmes = {p.rsplit("/", 1)[0]: parse_fields(bundle.read(p).decode("utf-8", "replace")) for p in bundle.files() if p.endswith("/README")}
+    readmes = {
+        p.rsplit("/", 1)[0]: parse_fields(bundle.read(p).decode("utf-8", "replace"))
+        for p in bundle.files()
+        if p.endswith("/README")
+    }
     for path in bundle.files():
         if not path.endswith(".webp"):
             continue
@@ -369,9 +311,15 @@ def build_photo_set(
                 if any(p.file == name for p in manifest.photos):
                     raise PhotoSetError(f"two photos map to {name}; rename rule in photos.py needs fixing")
                 previous = old_by_file.get(name)
-                if previous is not None and (previous.version, previous.path) == (version, inner) and (out_dir / name).exists():
+                if (
+                    previous is not None
+                    and (previous.version, previous.path) == (version, inner)
+                    and (out_dir / name).exists()
+                ):
                     # same bytes as before: skip decoding, but refresh the licence fields
-                    manifest.photos.append(dataclasses.replace(previous, licence=licence, copyright=holder, source_url=url))
+                    manifest.photos.append(
+                        dataclasses.replace(previous, licence=licence, copyright=holder, source_url=url)
+                    )
                     continue
                 image, original = prepare_image(data, downscale=downscale)
                 if min(image.size) < MIN_SHORT_SIDE:
@@ -380,10 +328,17 @@ def build_photo_set(
                 buffer = io.BytesIO()
                 image.save(buffer, format="PNG", compress_level=6)
                 encoded = buffer.getvalue()
-                _atomic_write(out_dir / name, encoded)
+                atomic_write_bytes(out_dir / name, encoded)
                 record = PhotoRecord(
-                    file=name, package=source.package, version=version, path=inner, licence=licence,
-                    copyright=holder, source_url=url, original_size=original, size=image.size,
+                    file=name,
+                    package=source.package,
+                    version=version,
+                    path=inner,
+                    licence=licence,
+                    copyright=holder,
+                    source_url=url,
+                    original_size=original,
+                    size=image.size,
                     sha256=hashlib.sha256(encoded).hexdigest(),
                 )
                 manifest.photos.append(record)

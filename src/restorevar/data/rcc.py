@@ -63,7 +63,9 @@ class RccBundle:
         (size,) = struct.unpack_from(">I", self._data, start)
         blob = self._data[start + 4 : start + 4 + size]
         if flags & FLAG_ZSTD:
-            raise RccError(f"{self.source}:{path} is zstd-compressed; rebuild the bundle with 'rcc --compress-algo zlib'")
+            raise RccError(
+                f"{self.source}:{path} is zstd-compressed; rebuild the bundle with 'rcc --compress-algo zlib'"
+            )
         if flags & FLAG_ZLIB:
             (expected,) = struct.unpack_from(">I", blob, 0)
             blob = zlib.decompress(blob[4:])
@@ -113,7 +115,7 @@ def build_rcc(files: dict[str, bytes], *, version: int = 2, compress: set[str] |
     """
     compress = compress or set()
     tree: dict = {}
-    for path, blob in files.items():
+    for path in files:
         parts = path.strip("/").split("/")
         node = tree
         for part in parts[:-1]:

@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from restorevar.evaluation.evaluate import paper_resize
-from restorevar.images.load import load_image, to_tensor
 from restorevar.evaluation.report import labelled_grid
+from restorevar.images.load import load_image, to_tensor
 from restorevar.models.restorevar.vqvae import to_unit
 
 
@@ -68,13 +68,18 @@ class ScaleAnalysis:
             mark = "*" if k < self.coarse_scales else " "
             row = f"{k + 1:>4}{mark} {f'{side}×{side}':>5} {side * side:>7}"
             lines.append(row + "".join(f"{self.agreement[n][k]:>{width}.3f}" for n in names))
-        lines.append(f"* coarse scales 1..{self.coarse_scales} (swapped in the grid); agreement = fraction of "
-                     "identical tokens")
+        lines.append(
+            f"* coarse scales 1..{self.coarse_scales} (swapped in the grid); agreement = fraction of identical tokens"
+        )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"patch_nums": list(self.patch_nums), "coarse_scales": self.coarse_scales,
-                "agreement": self.agreement, "images": list(self.images)}
+        return {
+            "patch_nums": list(self.patch_nums),
+            "coarse_scales": self.coarse_scales,
+            "agreement": self.agreement,
+            "images": list(self.images),
+        }
 
 
 def _to_image(decoded_B3HW: torch.Tensor) -> torch.Tensor:
@@ -82,8 +87,14 @@ def _to_image(decoded_B3HW: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def analyze_pair(model, degraded_3SS: torch.Tensor, clean_3SS: torch.Tensor, *, coarse_scales: int | None = None,
-                 with_restored: bool = False) -> ScaleAnalysis:
+def analyze_pair(
+    model,
+    degraded_3SS: torch.Tensor,
+    clean_3SS: torch.Tensor,
+    *,
+    coarse_scales: int | None = None,
+    with_restored: bool = False,
+) -> ScaleAnalysis:
     """Tokenise both images, swap their coarse and fine scales, decode everything (one batch).
 
     coarse_scales: K, default half the scales (rounded down). with_restored: also run the model on
@@ -133,30 +144,46 @@ def analysis_grid(analysis: ScaleAnalysis, *, cell: int | None = None) -> Image.
 
     def cells(*labels: str) -> list[tuple[str, Image.Image]]:
         # captions must fit a cell: "deg." for "degraded"
-        return [(label.replace("degraded +", "deg. +").replace("+ degraded", "+ deg.").replace(" scales", ""),
-                 _pil(images[label])) for label in labels]
+        return [
+            (
+                label.replace("degraded +", "deg. +").replace("+ degraded", "+ deg.").replace(" scales", ""),
+                _pil(images[label]),
+            )
+            for label in labels
+        ]
 
     inputs = ["degraded", "clean"] + (["restored"] if "restored" in images else [])
-    rows = [("inputs", cells(*inputs)),
-            ("VQ reconstructions\n(all scales own)", cells("recon(degraded)", "recon(clean)")),
-            (f"coarse swap:\nscales 1..{k} taken\nfrom the other image",
-             cells(f"degraded + clean scales 1..{k}", f"clean + degraded scales 1..{k}")),
-            (f"fine swap:\nscales {k + 1}..{n} taken\nfrom the other image",
-             cells(f"degraded + clean scales {k + 1}..{n}", f"clean + degraded scales {k + 1}..{n}"))]
+    rows = [
+        ("inputs", cells(*inputs)),
+        ("VQ reconstructions\n(all scales own)", cells("recon(degraded)", "recon(clean)")),
+        (
+            f"coarse swap:\nscales 1..{k} taken\nfrom the other image",
+            cells(f"degraded + clean scales 1..{k}", f"clean + degraded scales 1..{k}"),
+        ),
+        (
+            f"fine swap:\nscales {k + 1}..{n} taken\nfrom the other image",
+            cells(f"degraded + clean scales {k + 1}..{n}", f"clean + degraded scales {k + 1}..{n}"),
+        ),
+    ]
     return labelled_grid(rows, cell=cell)
 
 
-def analyze_files(model, degraded_path, clean_path, *, coarse_scales: int | None = None,
-                  with_restored: bool = False) -> tuple[ScaleAnalysis, dict]:
+def analyze_files(
+    model, degraded_path, clean_path, *, coarse_scales: int | None = None, with_restored: bool = False
+) -> tuple[ScaleAnalysis, dict]:
     """`analyze_pair` on two image files resized to the native size; also -> a JSON-ready dict."""
     size = model.image_size
     degraded, degraded_size = load_resized(degraded_path, size)
     clean, clean_size = load_resized(clean_path, size)
     analysis = analyze_pair(model, degraded, clean, coarse_scales=coarse_scales, with_restored=with_restored)
-    info = {"degraded": str(degraded_path), "clean": str(clean_path), "image_size": size,
-            "resized": f"both images squashed to {size}×{size} with LANCZOS (the model's native size); "
-                       f"originals {degraded_size[0]}×{degraded_size[1]} and {clean_size[0]}×{clean_size[1]}",
-            **analysis.to_dict()}
+    info = {
+        "degraded": str(degraded_path),
+        "clean": str(clean_path),
+        "image_size": size,
+        "resized": f"both images squashed to {size}×{size} with LANCZOS (the model's native size); "
+        f"originals {degraded_size[0]}×{degraded_size[1]} and {clean_size[0]}×{clean_size[1]}",
+        **analysis.to_dict(),
+    }
     return analysis, info
 
 

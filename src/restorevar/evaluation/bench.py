@@ -210,18 +210,28 @@ class BenchReport:
             )
         if self.gflops_per_image:
             first = self.results[0]
-            lines += ["", "| stage | GFLOP / image | achieved GFLOP/s (batch "
-                      f"{first['batch']}) | share of GEMM ceiling |", "|---|---|---|---|"]
+            lines += [
+                "",
+                f"| stage | GFLOP / image | achieved GFLOP/s (batch {first['batch']}) | share of GEMM ceiling |",
+                "|---|---|---|---|",
+            ]
             for stage in (*STAGES, "total"):
                 gf = self.gflops_per_image[stage]
                 rate = gf * first["batch"] / first["median_s"][stage]
                 lines.append(f"| {stage} | {gf:.1f} | {rate:.0f} | {rate / self.gemm_peak_gflops:.0%} |")
-        lines += ["", "Seconds per transformer scale (batch " f"{self.results[0]['batch']}, median): "
-                  + ", ".join(f"{s:.3f}" for s in self.results[0]["per_scale_median_s"])]
+        lines += [
+            "",
+            "Seconds per transformer scale (batch "
+            f"{self.results[0]['batch']}, median): "
+            + ", ".join(f"{s:.3f}" for s in self.results[0]["per_scale_median_s"]),
+        ]
         if self.vs_fp32:
             same = ", ".join(f"{v:.1%}" for v in self.vs_fp32["identical_tokens_per_scale"])
-            lines += ["", f"{self.dtype} vs fp32 on random images: identical tokens per scale {same}; "
-                      f"output PSNR {self.vs_fp32['psnr_vs_fp32_db']:.1f} dB."]
+            lines += [
+                "",
+                f"{self.dtype} vs fp32 on random images: identical tokens per scale {same}; "
+                f"output PSNR {self.vs_fp32['psnr_vs_fp32_db']:.1f} dB.",
+            ]
         return "\n".join(lines) + "\n"
 
     def save(self, out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -240,8 +250,13 @@ def machine_info(device: torch.device) -> dict:
                 cpu = line.split(":", 1)[1].strip()
                 break
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "gpu": gpu,
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": gpu,
+        "python": platform.python_version(),
+    }
 
 
 def benchmark(model, name: str, *, batches: list[int], repeats: int, warmup: int, flops: bool = True) -> BenchReport:

@@ -26,17 +26,23 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from restorevar.data.layouts import DatasetError, detect_layout, guess_degradation, list_images
-from restorevar.data.datasets import open_dataset
-from restorevar.images.load import ImageError, from_tensor, load_image, to_tensor
-from restorevar.evaluation.metrics import BASICSR, METRICS, PAPER, MetricConvention, MetricInputError, unavailable_metric_reason
+from restorevar.data.layouts import DatasetError
+from restorevar.evaluation.data_specs import DataSpec, EvaluationError, open_eval_dataset
+from restorevar.evaluation.metrics import (
+    BASICSR,
+    METRICS,
+    PAPER,
+    MetricConvention,
+    MetricInputError,
+    unavailable_metric_reason,
+)
+from restorevar.images.load import ImageError, from_tensor, to_tensor
 from restorevar.inference.restorer import RestoreOptions, restore_array
 
 logger = logging.getLogger(__name__)
@@ -44,75 +50,6 @@ logger = logging.getLogger(__name__)
 MODES = ("tile", "resize", "paper")
 CONVENTIONS = {"paper": PAPER, "basicsr": BASICSR}
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "niqe")
-_GENERIC_FOLDER_NAMES = {"test", "val", "valid", "eval", "train", "input", "data"}
-
-
-class EvaluationError(ValueError):
-    """An evaluation cannot run as asked (bad spec, metric or option); the message is one line."""
-
-
-# ---- data specs ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSpec:
-    """One ``--data`` argument: where the images are and what kind of set it is."""
-
-    path: Path
-    kind: str = "paired"  # paired | noref | synthetic
-    name: str = ""
-
-    @property
-    def has_reference(self) -> bool:
-        return self.kind != "noref"
-
-
-def parse_data_spec(text: str) -> DataSpec:
-    """``PATH``, ``noref:PATH`` or ``synthetic:PATH`` -> `DataSpec` named after the folder or JSON file."""
-    kind, _, rest = text.partition(":")
-    if kind in ("noref", "synthetic") and rest:
-        path = Path(rest)
-    else:
-        kind, path = "paired", Path(text)
-    name = path.stem if path.suffix.lower() == ".json" else path.name
-    if name.lower() in _GENERIC_FOLDER_NAMES and path.parent.name:
-        name = f"{path.parent.name}/{name}"  # 'Rain13K/test' says more than 'test'
-    return DataSpec(path, kind, name or str(path))
-
-
-class NoReferenceFolder(Dataset):
-    """Degraded photos without targets: items have ``"clean": None``; labels from the folder name."""
-
-    def __init__(self, root) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"no-reference folder '{self.root}' does not exist; check the path")
-        self.paths = list_images(self.root)
-        if not self.paths:
-            raise DatasetError(f"no images directly inside '{self.root}'; give a folder of degraded photos")
-        self.degradation = guess_degradation(self.root)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict:
-        path = self.paths[index]
-        return {"degraded": to_tensor(load_image(path).rgb), "clean": None,
-                "degradation": self.degradation, "name": path.name}
-
-
-def open_eval_dataset(spec: DataSpec, image_size: int) -> Dataset:
-    """The dataset behind a spec, full-size images (synthetic pairs: S×S crops)."""
-    if spec.kind == "noref":
-        return NoReferenceFolder(spec.path)
-    if spec.kind == "synthetic":
-        return open_dataset(spec.path, crop_size=image_size, split="val")
-    is_json = spec.path.suffix.lower() == ".json"
-    if spec.path.is_dir() and not is_json and detect_layout(spec.path) is None and list_images(spec.path):
-        raise EvaluationError(
-            f"'{spec.path}' is a plain image folder without targets; use noref:{spec.path} for degraded photos "
-            f"(no-reference metrics) or synthetic:{spec.path} for clean photos (synthetic degradations)")
-    return open_dataset(spec.path, crop_size=None, split="val")
 
 
 # ---- options and results ------------------------------------------------------------------------
@@ -144,8 +81,9 @@ class EvalOptions:
         return self
 
 
-def make_convention(name: str = "paper", *, y_channel: bool | None = None,
-                    crop_border: int | None = None) -> MetricConvention:
+def make_convention(
+    name: str = "paper", *, y_channel: bool | None = None, crop_border: int | None = None
+) -> MetricConvention:
     """A named convention with optional overrides (the name gets a '+y' / '+crop N' suffix)."""
     if name not in CONVENTIONS:
         raise EvaluationError(f"unknown metric convention {name!r}; use one of {', '.join(CONVENTIONS)}")
@@ -155,16 +93,19 @@ def make_convention(name: str = "paper", *, y_channel: bool | None = None,
     if crop_border:
         if crop_border < 0:
             raise EvaluationError(f"--crop-border must be >= 0, got {crop_border}")
-        convention = dataclasses.replace(convention, name=f"{convention.name}+crop{crop_border}",
-                                         crop_border=crop_border)
+        convention = dataclasses.replace(
+            convention, name=f"{convention.name}+crop{crop_border}", crop_border=crop_border
+        )
     return convention
 
 
 def describe_protocol(options: EvalOptions, image_size: int) -> str:
     size = image_size
     if options.mode == "paper":
-        return (f"paper (spec §5): degraded and target squashed to {size}×{size} with LANCZOS, "
-                "float output compared without 8-bit rounding")
+        return (
+            f"paper (spec §5): degraded and target squashed to {size}×{size} with LANCZOS, "
+            "float output compared without 8-bit rounding"
+        )
     if options.mode == "resize":
         return f"resize: restored at {size}×{size}, resized back, compared with the full-resolution target"
     tile = options.tile or size
@@ -227,8 +168,9 @@ class EvalResult:
 # ---- scoring ------------------------------------------------------------------------------------
 
 
-def score(pred_HW3: np.ndarray, target_HW3: np.ndarray | None, metrics: list[str],
-          convention: MetricConvention) -> dict[str, float]:
+def score(
+    pred_HW3: np.ndarray, target_HW3: np.ndarray | None, metrics: list[str], convention: MetricConvention
+) -> dict[str, float]:
     """Each metric of ``pred`` (full-reference ones only with a target); NaN when it cannot be computed."""
     values = {}
     for name in metrics:
@@ -266,8 +208,9 @@ def _load_item(dataset: Dataset, index: int, failed: list[tuple[str, str]]) -> d
         return None
 
 
-def _restore_items(model, dataset: Dataset, count: int, options: EvalOptions,
-                   failed: list[tuple[str, str]]) -> Iterator[tuple]:
+def _restore_items(
+    model, dataset: Dataset, count: int, options: EvalOptions, failed: list[tuple[str, str]]
+) -> Iterator[tuple]:
     """Yield (item, degraded_HW3, target_HW3 | None, output_HW3, seconds) as compared by the protocol."""
     size = model.image_size
     if options.mode != "paper":
@@ -284,8 +227,11 @@ def _restore_items(model, dataset: Dataset, count: int, options: EvalOptions,
         return
     # paper: every image becomes S×S, so whole images are batched
     for first in range(0, count, options.batch_size):
-        batch = [item for index in range(first, min(first + options.batch_size, count))
-                 if (item := _load_item(dataset, index, failed)) is not None]
+        batch = [
+            item
+            for index in range(first, min(first + options.batch_size, count))
+            if (item := _load_item(dataset, index, failed)) is not None
+        ]
         if not batch:
             continue
         degraded = [paper_resize(from_tensor(item["degraded"]), size) for item in batch]
@@ -317,9 +263,24 @@ def _gain(record: ImageRecord, metric: str | None) -> float:
     return sign * (record.output[metric] - record.input[metric])
 
 
-def evaluate(model, specs: list[DataSpec], options: EvalOptions, *, model_name: str = "", progress: bool = True,
-             on_image: Callable[[ImageRecord, np.ndarray, np.ndarray | None, np.ndarray], None] | None = None,
-             ) -> EvalResult:
+def _add_showcase(showcase: list[Showcase], record: ImageRecord, gain: float, images, options) -> list[Showcase]:
+    """Keep the `options.showcase` best and worst images by gain, with thumbnails of (degraded, output, target)."""
+    if not options.showcase or math.isnan(gain):
+        return showcase
+    degraded, output, target = images
+    thumbnails = (_thumbnail(degraded), _thumbnail(output), None if target is None else _thumbnail(target))
+    return _keep_extremes([*showcase, Showcase(record, gain, *thumbnails)], options.showcase)
+
+
+def evaluate(
+    model,
+    specs: list[DataSpec],
+    options: EvalOptions,
+    *,
+    model_name: str = "",
+    progress: bool = True,
+    on_image: Callable[[ImageRecord, np.ndarray, np.ndarray | None, np.ndarray], None] | None = None,
+) -> EvalResult:
     """Restore and score every image of every spec; ``on_image(record, degraded, target, output)``
     sees the compared arrays (``(H, W, 3)`` float in [0, 1]) of each image."""
     from tqdm import tqdm
@@ -339,27 +300,36 @@ def evaluate(model, specs: list[DataSpec], options: EvalOptions, *, model_name: 
         for (spec, dataset), count in zip(opened, counts):
             bar.set_description(spec.name[:30])
             for item, degraded, target, output, seconds in _restore_items(model, dataset, count, options, failed):
-                record = ImageRecord(spec.name, item["name"], item["degradation"], output.shape[0], output.shape[1],
-                                     seconds, score(degraded, target, metrics, options.convention),
-                                     score(output, target, metrics, options.convention))
+                scores = (score(image, target, metrics, options.convention) for image in (degraded, output))
+                record = ImageRecord(spec.name, item["name"], item["degradation"], *output.shape[:2], seconds, *scores)
                 records.append(record)
                 if on_image is not None:
                     on_image(record, degraded, target, output)
-                gain = _gain(record, ranking)
-                if options.showcase and not math.isnan(gain):
-                    showcase.append(Showcase(record, gain, _thumbnail(degraded), _thumbnail(output),
-                                             None if target is None else _thumbnail(target)))
-                    showcase = _keep_extremes(showcase, options.showcase)
+                showcase = _add_showcase(showcase, record, _gain(record, ranking), (degraded, output, target), options)
                 bar.update(1)
     showcase.sort(key=lambda entry: -entry.gain)
     # with fewer than 2K images, split them so that 'best' and 'worst' never share one
-    best = showcase[:min(options.showcase, (len(showcase) + 1) // 2)]
-    worst = showcase[len(best):][::-1][:options.showcase]
-    model_info = {"name": model_name, "image_size": model.image_size,
-                  "parameters": sum(p.numel() for p in model.parameters())}
-    return EvalResult(options, describe_protocol(options, model.image_size), describe_convention(options.convention),
-                      [spec for spec, _ in opened], records, unavailable, ranking, best, worst,
-                      model=model_info, environment=environment(model), failed=failed)
+    best = showcase[: min(options.showcase, (len(showcase) + 1) // 2)]
+    worst = showcase[len(best) :][::-1][: options.showcase]
+    model_info = {
+        "name": model_name,
+        "image_size": model.image_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    return EvalResult(
+        options,
+        describe_protocol(options, model.image_size),
+        describe_convention(options.convention),
+        [spec for spec, _ in opened],
+        records,
+        unavailable,
+        ranking,
+        best,
+        worst,
+        model=model_info,
+        environment=environment(model),
+        failed=failed,
+    )
 
 
 def _keep_extremes(entries: list[Showcase], k: int) -> list[Showcase]:
@@ -372,10 +342,16 @@ def _keep_extremes(entries: list[Showcase], k: int) -> list[Showcase]:
 
 def environment(model) -> dict:
     """Where the numbers came from: machine, versions, device and dtype."""
-    info = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(), "device": str(model.device),
-            "dtype": str(model.compute_dtype).replace("torch.", "")}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "device": str(model.device),
+        "dtype": str(model.compute_dtype).replace("torch.", ""),
+    }
     if model.device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(model.device)
     return info

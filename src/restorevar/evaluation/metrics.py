@@ -281,9 +281,7 @@ _LPIPS_NEEDS = (
     "LPIPS needs the 'lpips' package and the torchvision AlexNet weights alexnet-owt-7be5be79.pth "
     "in the torch hub cache (downloaded on first use; not possible offline)"
 )
-_PYIQA_NEEDS = (
-    "{} needs the optional 'pyiqa' extra (non-commercial licence) and its weights (downloaded on first use)"
-)
+_PYIQA_NEEDS = "{} needs the optional 'pyiqa' extra (non-commercial licence) and its weights (downloaded on first use)"
 
 
 def _missing_module(module: str, requirement: str) -> Callable[[], str | None]:
@@ -341,10 +339,22 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("niqe", False, False, niqe),
         MetricSpec("brisque", False, False, brisque, _BRISQUE_HELP, _brisque_unavailable),
         MetricSpec("lpips", True, False, _lpips, _LPIPS_NEEDS, _lpips_unavailable),
-        MetricSpec("musiq", False, True, _pyiqa_metric("musiq"), _PYIQA_NEEDS.format("MUSIQ"),
-                   _missing_module("pyiqa", _PYIQA_NEEDS.format("MUSIQ"))),
-        MetricSpec("clipiqa", False, True, _pyiqa_metric("clipiqa"), _PYIQA_NEEDS.format("CLIP-IQA"),
-                   _missing_module("pyiqa", _PYIQA_NEEDS.format("CLIP-IQA"))),
+        MetricSpec(
+            "musiq",
+            False,
+            True,
+            _pyiqa_metric("musiq"),
+            _PYIQA_NEEDS.format("MUSIQ"),
+            _missing_module("pyiqa", _PYIQA_NEEDS.format("MUSIQ")),
+        ),
+        MetricSpec(
+            "clipiqa",
+            False,
+            True,
+            _pyiqa_metric("clipiqa"),
+            _PYIQA_NEEDS.format("CLIP-IQA"),
+            _missing_module("pyiqa", _PYIQA_NEEDS.format("CLIP-IQA")),
+        ),
     )
 }
 

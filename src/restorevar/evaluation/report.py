@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from restorevar.images.save import save_image
 from restorevar.evaluation.metrics import METRICS
+from restorevar.images.save import save_image
 
 DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "niqe": 3, "brisque": 2, "musiq": 2, "clipiqa": 4}
 UNAVAILABLE = "unavailable"
@@ -58,8 +58,10 @@ def group_summary(records, key: str, metrics: list[str]) -> dict[str, dict]:
 
 def average_row(summary: dict[str, dict], metrics: list[str]) -> dict:
     rows = list(summary.values())
-    average = {"images": sum(row["images"] for row in rows),
-               "seconds_per_image": _mean([row["seconds_per_image"] for row in rows])}
+    average = {
+        "images": sum(row["images"] for row in rows),
+        "seconds_per_image": _mean([row["seconds_per_image"] for row in rows]),
+    }
     for side in ("input", "output"):
         average[side] = {m: _mean([row[side][m] for row in rows]) for m in metrics}
     return average
@@ -77,10 +79,12 @@ def _fmt(value: float, metric: str) -> str:
 def header_lines(result) -> list[str]:
     model = result.model
     parameters = f", {model['parameters'] / 1e6:.1f}M parameters" if model.get("parameters") else ""
-    return [f"model:      {model.get('name') or 'default'} ({model.get('image_size')} px native{parameters})",
-            f"protocol:   {result.protocol}",
-            f"metrics:    {result.convention}",
-            "cells:      degraded input | ours;  ↑ higher is better, ↓ lower is better;  – not applicable"]
+    return [
+        f"model:      {model.get('name') or 'default'} ({model.get('image_size')} px native{parameters})",
+        f"protocol:   {result.protocol}",
+        f"metrics:    {result.convention}",
+        "cells:      degraded input | ours;  ↑ higher is better, ↓ lower is better;  – not applicable",
+    ]
 
 
 def format_table(result, group: str = "dataset") -> str:
@@ -128,8 +132,9 @@ def write_csv(result, path: Path) -> Path:
             row = [r.dataset, r.name, r.degradation, r.height, r.width, repr(r.seconds)]
             for metric in metrics:
                 for side in (r.input, r.output):
-                    row.append(UNAVAILABLE if metric in result.unavailable
-                               else repr(side[metric]) if metric in side else "")
+                    row.append(
+                        UNAVAILABLE if metric in result.unavailable else repr(side[metric]) if metric in side else ""
+                    )
             writer.writerow(row)
     return path
 
@@ -151,24 +156,37 @@ def results_dict(result) -> dict:
         if spec.name in by_dataset:
             by_dataset[spec.name].update(path=str(spec.path), kind=spec.kind)
     convention = options.convention
-    return _json_safe({
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "protocol": {"mode": options.mode, "description": result.protocol, "tile": options.tile,
-                     "overlap": options.overlap, "batch_size": options.batch_size, "limit": options.limit},
-        "convention": {"name": convention.name, "description": result.convention, "y_channel": convention.y_channel,
-                       "crop_border": convention.crop_border, "quantize_8bit": convention.quantize_8bit,
-                       "ssim_window": convention.window},
-        "model": result.model,
-        "metrics": {"requested": list(options.metrics), "computed": computed, "unavailable": result.unavailable},
-        "datasets": by_dataset,
-        "degradations": group_summary(result.records, "degradation", computed),
-        "average": {**average_row(by_dataset, computed), "note": "unweighted mean of the dataset means"},
-        "ranking_metric": result.ranking_metric,
-        "best": [entry.record.name for entry in result.best],
-        "worst": [entry.record.name for entry in result.worst],
-        "environment": result.environment,
-        "failed": [{"image": image, "error": error} for image, error in result.failed],
-    })
+    return _json_safe(
+        {
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "protocol": {
+                "mode": options.mode,
+                "description": result.protocol,
+                "tile": options.tile,
+                "overlap": options.overlap,
+                "batch_size": options.batch_size,
+                "limit": options.limit,
+            },
+            "convention": {
+                "name": convention.name,
+                "description": result.convention,
+                "y_channel": convention.y_channel,
+                "crop_border": convention.crop_border,
+                "quantize_8bit": convention.quantize_8bit,
+                "ssim_window": convention.window,
+            },
+            "model": result.model,
+            "metrics": {"requested": list(options.metrics), "computed": computed, "unavailable": result.unavailable},
+            "datasets": by_dataset,
+            "degradations": group_summary(result.records, "degradation", computed),
+            "average": {**average_row(by_dataset, computed), "note": "unweighted mean of the dataset means"},
+            "ranking_metric": result.ranking_metric,
+            "best": [entry.record.name for entry in result.best],
+            "worst": [entry.record.name for entry in result.worst],
+            "environment": result.environment,
+            "failed": [{"image": image, "error": error} for image, error in result.failed],
+        }
+    )
 
 
 def write_json(result, path: Path) -> Path:
@@ -203,13 +221,15 @@ def write_html(result, out_dir: Path, group: str = "dataset") -> Path:
     cases = _save_showcase(result, out_dir)
     esc = html.escape
     metric = result.ranking_metric or "score"
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>RestoreVAR evaluation</title><style>",
-             "body{font-family:sans-serif;margin:2em}pre{background:#f4f4f4;padding:1em;overflow:auto}",
-             "td{vertical-align:top;padding:4px}img{max-width:320px;display:block}figure{margin:0}",
-             "</style></head><body><h1>RestoreVAR evaluation</h1>",
-             f"<pre>{esc(format_table(result, group))}</pre>",
-             f"<h2>Best and worst images by {esc(metric.upper())} gain over the input</h2><table>",
-             "<tr><th></th><th>input</th><th>ours</th><th>target</th></tr>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>RestoreVAR evaluation</title><style>",
+        "body{font-family:sans-serif;margin:2em}pre{background:#f4f4f4;padding:1em;overflow:auto}",
+        "td{vertical-align:top;padding:4px}img{max-width:320px;display:block}figure{margin:0}",
+        "</style></head><body><h1>RestoreVAR evaluation</h1>",
+        f"<pre>{esc(format_table(result, group))}</pre>",
+        f"<h2>Best and worst images by {esc(metric.upper())} gain over the input</h2><table>",
+        "<tr><th></th><th>input</th><th>ours</th><th>target</th></tr>",
+    ]
     metrics = result.computed_metrics
     for title, entry, files in cases:
         r = entry.record
@@ -242,8 +262,11 @@ def write_report(result, out_dir, group: str = "dataset") -> dict[str, Path]:
     """All report files into out_dir (created); existing report files there are replaced."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": write_csv(result, out_dir / "per_image.csv"), "json": write_json(result, out_dir / "results.json"),
-             "html": write_html(result, out_dir, group)}
+    paths = {
+        "csv": write_csv(result, out_dir / "per_image.csv"),
+        "json": write_json(result, out_dir / "results.json"),
+        "html": write_html(result, out_dir, group),
+    }
     png = write_png(result, out_dir / "report.png")
     if png is not None:
         paths["png"] = png
@@ -264,8 +287,9 @@ def grid_size(num_rows: int, num_columns: int, cell: int) -> tuple[int, int]:
     return (LABEL_WIDTH + num_columns * (cell + GAP) + GAP, GAP + num_rows * (CAPTION_HEIGHT + cell + GAP))
 
 
-def labelled_grid(rows: Sequence[tuple[str, Sequence[tuple[str, Image.Image | None]]]], *, cell: int = 160
-                  ) -> Image.Image:
+def labelled_grid(
+    rows: Sequence[tuple[str, Sequence[tuple[str, Image.Image | None]]]], *, cell: int = 160
+) -> Image.Image:
     """White RGB grid: a row label on the left ('\\n' splits lines), each cell a caption above an
     image fitted into cell×cell (aspect kept). A None image leaves its cell blank."""
     num_columns = max(len(cells) for _, cells in rows)
@@ -274,8 +298,12 @@ def labelled_grid(rows: Sequence[tuple[str, Sequence[tuple[str, Image.Image | No
     for row_number, (label, cells) in enumerate(rows):
         top = GAP + row_number * (CAPTION_HEIGHT + cell + GAP)
         for line_number, line in enumerate(label.split("\n")):
-            draw.text((GAP, top + CAPTION_HEIGHT + line_number * LINE_HEIGHT),
-                      _fit_text(draw, line, LABEL_WIDTH - 2 * GAP, font), fill="black", font=font)
+            draw.text(
+                (GAP, top + CAPTION_HEIGHT + line_number * LINE_HEIGHT),
+                _fit_text(draw, line, LABEL_WIDTH - 2 * GAP, font),
+                fill="black",
+                font=font,
+            )
         for column, (caption, image) in enumerate(cells):
             left = LABEL_WIDTH + column * (cell + GAP)
             draw.text((left, top), _fit_text(draw, caption, cell, font), fill="black", font=font)
@@ -283,8 +311,9 @@ def labelled_grid(rows: Sequence[tuple[str, Sequence[tuple[str, Image.Image | No
                 continue
             fitted = image.convert("RGB")
             scale = cell / max(fitted.size)
-            fitted = fitted.resize((max(1, round(fitted.width * scale)), max(1, round(fitted.height * scale))),
-                                   Image.Resampling.LANCZOS)
+            fitted = fitted.resize(
+                (max(1, round(fitted.width * scale)), max(1, round(fitted.height * scale))), Image.Resampling.LANCZOS
+            )
             corner = (left + (cell - fitted.width) // 2, top + CAPTION_HEIGHT + (cell - fitted.height) // 2)
             canvas.paste(fitted, corner)
     return canvas

@@ -112,9 +112,7 @@ def load_image_from(obj, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Load
     raise TypeError(f"cannot load an image from {type(obj).__name__}; pass a path, PIL.Image or numpy array")
 
 
-def load_image_bytes(
-    data: bytes, *, name: str = "upload", max_pixels: int | None = DEFAULT_MAX_PIXELS
-) -> LoadedImage:
+def load_image_bytes(data: bytes, *, name: str = "upload", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode an image file held in memory into a `LoadedImage`; raises `ImageError` for bad data.
 
     Opens the file, checks its size, decodes one frame and normalises it to sRGB float.

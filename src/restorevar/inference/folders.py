@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from restorevar.images.save import save_image, side_by_side
 from restorevar.images.load import DEFAULT_MAX_PIXELS, ImageError, load_image, to_pil
+from restorevar.images.save import save_image, side_by_side
 from restorevar.inference.restorer import RestoreOptions, restore_array
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ class Summary:
         return f"{len(self.done)} restored, {len(self.skipped)} skipped, {len(self.failed)} failed"
 
 
-def collect_inputs(inputs: Iterable[str | Path], *, recursive: bool = False, exclude_dir: Path | None = None,
-                   suffix: str = "") -> list[tuple[Path, Path]]:
+def collect_inputs(
+    inputs: Iterable[str | Path], *, recursive: bool = False, exclude_dir: Path | None = None, suffix: str = ""
+) -> list[tuple[Path, Path]]:
     """Files, folders (images inside; recursive with -r) and globs → unique (file, base folder) pairs.
 
     Walking a folder skips hidden files, the output folder and earlier outputs (stems ending in
@@ -56,15 +57,24 @@ def collect_inputs(inputs: Iterable[str | Path], *, recursive: bool = False, exc
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.glob("**/*" if recursive else "*") if p.is_file()
-                           and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                           and not is_earlier_output(p) and not inside_output(p))
+            files = sorted(
+                p
+                for p in path.glob("**/*" if recursive else "*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not p.name.startswith(".")
+                and not is_earlier_output(p)
+                and not inside_output(p)
+            )
             pairs = [(f, path) for f in files]
         elif path.exists() or not any(ch in str(spec) for ch in "*?["):
             pairs = [(path, path.parent)]  # a missing file is reported by the loader, one line
         else:
-            pairs = [(Path(p), Path(p).parent) for p in sorted(glob.glob(str(spec), recursive=recursive))
-                     if Path(p).is_file()]
+            pairs = [
+                (Path(p), Path(p).parent)
+                for p in sorted(glob.glob(str(spec), recursive=recursive))
+                if Path(p).is_file()
+            ]
         if not pairs:
             log.warning("no images found in %r", str(spec))
         for file, base in pairs:
@@ -72,9 +82,11 @@ def collect_inputs(inputs: Iterable[str | Path], *, recursive: bool = False, exc
     return list(found.values())
 
 
-def plan_jobs(sources: list[tuple[Path, Path]], out_dir: Path | None, *, suffix: str, fmt: str,
-              compare: bool) -> list[Job]:
+def plan_jobs(
+    sources: list[tuple[Path, Path]], out_dir: Path | None, *, suffix: str, fmt: str, compare: bool
+) -> list[Job]:
     """Output paths for every input; inputs whose names would clash keep their extension in the name."""
+
     def target(source: Path, base: Path, stem: str) -> Path:
         folder = source.parent if out_dir is None else out_dir / source.relative_to(base).parent
         ext = SAME_SUFFIX.get(source.suffix.lower(), ".png") if fmt == "same" else FORMAT_SUFFIX[fmt]
@@ -143,7 +155,9 @@ def restore_paths(
                 on_done(job.target)
         except (ImageError, OSError, ValueError, RuntimeError, MemoryError) as e:
             # RuntimeError/MemoryError: e.g. out of memory on a huge photo; the next file may still fit
-            message = str(e) if isinstance(e, ImageError) else f"{job.source}: {str(e).splitlines()[0] or type(e).__name__}"
+            message = (
+                str(e) if isinstance(e, ImageError) else f"{job.source}: {str(e).splitlines()[0] or type(e).__name__}"
+            )
             log.error("%s", message)
             summary.failed.append((job.source, message))
     return summary

@@ -25,18 +25,29 @@ class Restorer:
         self.options = options or RestoreOptions()
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | Path | None = None, *, device=None, dtype="fp32",
-                        options: RestoreOptions | None = None) -> Restorer:
+    def from_pretrained(
+        cls, name_or_dir: str | Path | None = None, *, device=None, dtype="fp32", options: RestoreOptions | None = None
+    ) -> Restorer:
         """A model folder or name (None = the bundled default), of any family."""
         return cls(load_model(name_or_dir, device=device, dtype=dtype), options)
 
-    def restore(self, image, *, tile: int | None = None, overlap: int | None = None, resize: bool | None = None,
-                batch_size: int | None = None) -> Image.Image:
+    def restore(
+        self,
+        image,
+        *,
+        tile: int | None = None,
+        overlap: int | None = None,
+        resize: bool | None = None,
+        batch_size: int | None = None,
+    ) -> Image.Image:
         """A path, PIL image or array, any size → restored PIL image of the same size and mode."""
         base = self.options
-        options = RestoreOptions(tile if tile is not None else base.tile,
-                                 overlap if overlap is not None else base.overlap,
-                                 base.resize if resize is None else resize, batch_size or base.batch_size)
+        options = RestoreOptions(
+            tile if tile is not None else base.tile,
+            overlap if overlap is not None else base.overlap,
+            base.resize if resize is None else resize,
+            batch_size or base.batch_size,
+        )
         return restore_image(self.model, image, options)
 
     def restore_paths(self, inputs, out_dir: str | Path | None = None, **kwargs) -> Summary:

@@ -79,22 +79,32 @@ class RestorationModel(nn.Module):
         directory = Path(directory)
         files = self.weight_files()
         for name, state in self.read_weights(directory).items():
-            checkpoint.load_strict(getattr(self, name), {k: v.float() for k, v in state.items()}, directory / files[name])
+            checkpoint.load_strict(
+                getattr(self, name), {k: v.float() for k, v in state.items()}, directory / files[name]
+            )
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | Path | None = None, *, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype = "fp32") -> RestorationModel:
+    def from_pretrained(
+        cls,
+        name_or_dir: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype = "fp32",
+    ) -> RestorationModel:
         """Load a model folder or a named model (None = the bundled default); it must be of this family."""
         from restorevar.models.registry import load_model  # the registry imports the families
 
         model = load_model(name_or_dir, device=device, dtype=dtype)
         if not isinstance(model, cls):
-            raise TypeError(f"{name_or_dir or 'the default model'} is a {model.model_type!r} model, not "
-                            f"{cls.model_type!r}; load it with restorevar.from_pretrained()")
+            raise TypeError(
+                f"{name_or_dir or 'the default model'} is a {model.model_type!r} model, not "
+                f"{cls.model_type!r}; load it with restorevar.from_pretrained()"
+            )
         return model
 
-    def prepare_for_inference(self, *, device: str | torch.device | None = None,
-                              dtype: str | torch.dtype = "fp32") -> RestorationModel:
+    def prepare_for_inference(
+        self, *, device: str | torch.device | None = None, dtype: str | torch.dtype = "fp32"
+    ) -> RestorationModel:
         """Device, compute dtype (autocast; weights stay fp32), eval mode."""
         self.compute_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
         return self.to(pick_device(device)).eval()

@@ -14,8 +14,13 @@ if TYPE_CHECKING:
 
 from restorevar.models.extensions.config import BLUR_EXPERT_CLASSES
 
-_OLD_REFINER_FLAGS = ("refine_degraded", "add_input_detail", "blur_expert_width", "blur_expert_blocks",
-                      "blur_expert_mixer_width")
+_OLD_REFINER_FLAGS = (
+    "refine_degraded",
+    "add_input_detail",
+    "blur_expert_width",
+    "blur_expert_blocks",
+    "blur_expert_mixer_width",
+)
 LEGACY_EXPERT_PREFIX = "blur_expert."
 
 
@@ -29,9 +34,13 @@ def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
     extensions = {
         "refine_degraded": old.get("refine_degraded", False),
         "input_detail": old.get("add_input_detail", False),
-        "blur_expert": None if not expert_width else {
-            "width": expert_width, "blocks": old.get("blur_expert_blocks", 4),
-            "mixer_width": old.get("blur_expert_mixer_width", 0), "classes": list(BLUR_EXPERT_CLASSES),
+        "blur_expert": None
+        if not expert_width
+        else {
+            "width": expert_width,
+            "blocks": old.get("blur_expert_blocks", 4),
+            "mixer_width": old.get("blur_expert_mixer_width", 0),
+            "classes": list(BLUR_EXPERT_CLASSES),
         },
     }
     if not any(extensions.values()):
@@ -42,5 +51,5 @@ def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
 def split_legacy_refiner(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """An old refiner state → (the refiner's own keys, the blur expert's keys without their prefix)."""
     refiner = {k: v for k, v in state.items() if not k.startswith(LEGACY_EXPERT_PREFIX)}
-    expert = {k[len(LEGACY_EXPERT_PREFIX):]: v for k, v in state.items() if k.startswith(LEGACY_EXPERT_PREFIX)}
+    expert = {k[len(LEGACY_EXPERT_PREFIX) :]: v for k, v in state.items() if k.startswith(LEGACY_EXPERT_PREFIX)}
     return refiner, expert

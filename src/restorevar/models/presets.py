@@ -12,7 +12,12 @@ from restorevar.models.varformer.config import VarFormerConfig
 
 _SMALL = RestoreVARConfig(
     tokenizer=TokenizerConfig(
-        vocab_size=1024, base_channels=128, channel_mult=(1,), num_res_blocks=1, norm_groups=8, patch_size=16,
+        vocab_size=1024,
+        base_channels=128,
+        channel_mult=(1,),
+        num_res_blocks=1,
+        norm_groups=8,
+        patch_size=16,
         linear_path=True,
     ),
     transformer=TransformerConfig(depth=3, width=128, num_heads=2, num_classes=0, drop_path_rate=0.0),
@@ -43,8 +48,12 @@ _PRESETS: dict[str, RestoreVARConfig | VarFormerConfig] = {
         refiner=RefinerConfig(depth=2, width=64, num_heads=2, mlp_dim=128),
     ),
 }
-_ALIASES = {"paper-512": "restorevar-paper-512", "paper-256": "restorevar-paper-256", "small": "restorevar-small",
-            "tiny": "restorevar-tiny"}
+_ALIASES = {
+    "paper-512": "restorevar-paper-512",
+    "paper-256": "restorevar-paper-256",
+    "small": "restorevar-small",
+    "tiny": "restorevar-tiny",
+}
 
 
 def list_presets() -> list[str]:

@@ -8,7 +8,6 @@ and docs/serve.md.
 
 from __future__ import annotations
 
-import argparse
 import email.message
 import email.parser
 import email.policy
@@ -19,13 +18,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
-from restorevar.serving.jobs import DEFAULT_MAX_PIXELS, Job, JobQueue, ServeConfig, ServeError, has_analysis
+from restorevar.serving.jobs import Job, JobQueue, ServeConfig, ServeError, has_analysis
 
 log = logging.getLogger(__name__)
 
-STATIC_FILES = {"/": ("index.html", "text/html"), "/index.html": ("index.html", "text/html"),
-                "/static/app.js": ("app.js", "text/javascript"), "/static/style.css": ("style.css", "text/css"),
-                "/openapi.json": ("openapi.json", "application/json")}
+STATIC_FILES = {
+    "/": ("index.html", "text/html"),
+    "/index.html": ("index.html", "text/html"),
+    "/static/app.js": ("app.js", "text/javascript"),
+    "/static/style.css": ("style.css", "text/css"),
+    "/openapi.json": ("openapi.json", "application/json"),
+}
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.HTTP)
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'"
@@ -78,8 +81,11 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         task = query.get("task", ["restore"])[0]
         if task not in ("restore", "analysis") or (task == "analysis" and not self.server.is_analysis):
-            raise ServeError(400, f"unknown task '{task[:40]}'; use task=restore"
-                             + (" or task=analysis" if self.server.is_analysis else ""))
+            raise ServeError(
+                400,
+                f"unknown task '{task[:40]}'; use task=restore"
+                + (" or task=analysis" if self.server.is_analysis else ""),
+            )
         use_resize = query.get("resize", ["0"])[0].lower() in ("1", "true", "yes")
         data = self._read_upload()
         self.server.jobs.reserve()
@@ -100,9 +106,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ServeError(411, "send the image with a Content-Length header (chunked uploads are not supported)")
         if int(length) > limit:
             self._drain(int(length))
-            raise ServeError(413, f"upload is {int(length) / 2**20:.2f} MB, above this server's limit of "
-                             f"{self.server.config.max_upload_mb:g} MB; shrink the image or restart with "
-                             "--max-upload-mb")
+            raise ServeError(
+                413,
+                f"upload is {int(length) / 2**20:.2f} MB, above this server's limit of "
+                f"{self.server.config.max_upload_mb:g} MB; shrink the image or restart with "
+                "--max-upload-mb",
+            )
         body = self.rfile.read(int(length))
         if len(body) < int(length):
             raise ConnectionError("client closed the connection during the upload")
@@ -168,8 +177,9 @@ def _file_part(content_type: str, body: bytes) -> bytes:
         head, _, content = part.partition(b"\r\n\r\n")
         fields = HEADER_PARSER.parsebytes(head.lstrip(b"\r\n") + b"\r\n\r\n")
         disposition = fields.get("Content-Disposition")
-        if disposition is not None and (disposition.params.get("filename") is not None
-                                        or disposition.params.get("name") in ("file", "image")):
+        if disposition is not None and (
+            disposition.params.get("filename") is not None or disposition.params.get("name") in ("file", "image")
+        ):
             return content
     raise ServeError(400, "multipart upload has no file part; send the image in a field named 'file'")
 
@@ -184,8 +194,10 @@ class RestoreServer(ThreadingHTTPServer):
         self.is_analysis = has_analysis()
         web = resources.files("restorevar.serving") / "web"
         # Read once and served from this table: a request path never names a file.
-        self.static = {route: (web.joinpath(name).read_bytes(), f"{kind}; charset=utf-8")
-                       for route, (name, kind) in STATIC_FILES.items()}
+        self.static = {
+            route: (web.joinpath(name).read_bytes(), f"{kind}; charset=utf-8")
+            for route, (name, kind) in STATIC_FILES.items()
+        }
         self.jobs = JobQueue(model, config)
 
     @property
@@ -195,9 +207,17 @@ class RestoreServer(ThreadingHTTPServer):
 
     def health(self) -> dict:
         config = self.config
-        return {"status": "ok", "model": self.model_name, "image_size": self.model.image_size,
-                "device": str(self.model.device), "queue": self.jobs.counts(), "concurrency": config.concurrency,
-                "max_upload_mb": config.max_upload_mb, "max_pixels": config.max_pixels, "analysis": self.is_analysis}
+        return {
+            "status": "ok",
+            "model": self.model_name,
+            "image_size": self.model.image_size,
+            "device": str(self.model.device),
+            "queue": self.jobs.counts(),
+            "concurrency": config.concurrency,
+            "max_upload_mb": config.max_upload_mb,
+            "max_pixels": config.max_pixels,
+            "analysis": self.is_analysis,
+        }
 
     def server_close(self) -> None:
         super().server_close()
@@ -220,6 +240,9 @@ def create_server(config: ServeConfig, model=None, *, name: str = "custom") -> R
 
         model, name = load_model(config.model), config.model or "default"
     if not _is_loopback(config.host):
-        log.warning("listening on %s: anyone who can reach this address can use the server; "
-                    "use --host 127.0.0.1 unless you mean it", config.host)
+        log.warning(
+            "listening on %s: anyone who can reach this address can use the server; "
+            "use --host 127.0.0.1 unless you mean it",
+            config.host,
+        )
     return RestoreServer(model, config, model_name=str(name))

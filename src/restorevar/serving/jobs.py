@@ -71,9 +71,17 @@ class Job:
 
     def public(self) -> dict:
         seconds = (self.finished or time.monotonic()) - self.started if self.started else None
-        body = {"id": self.id, "task": self.task, "status": self.status, "tiles_done": self.tiles_done,
-                "tiles_total": self.tiles_total, "width": self.width, "height": self.height,
-                "seconds": None if seconds is None else round(seconds, 3), "warnings": self.warnings}
+        body = {
+            "id": self.id,
+            "task": self.task,
+            "status": self.status,
+            "tiles_done": self.tiles_done,
+            "tiles_total": self.tiles_total,
+            "width": self.width,
+            "height": self.height,
+            "seconds": None if seconds is None else round(seconds, 3),
+            "warnings": self.warnings,
+        }
         if self.status == "done":
             body["result"] = f"/api/jobs/{self.id}/result"
             body["input"] = f"/api/jobs/{self.id}/input"
@@ -92,8 +100,11 @@ def decode_upload(data: bytes, max_pixels: int | None):
     try:
         width, height = image_size_from_header(data, name="upload")  # header only: no pixels decoded yet
         if max_pixels and width * height > max_pixels:
-            raise ServeError(413, f"image is {width}×{height} = {width * height:,} pixels, above this server's "
-                             f"limit of {max_pixels:,}; shrink it or restart with --max-pixels {width * height}")
+            raise ServeError(
+                413,
+                f"image is {width}×{height} = {width * height:,} pixels, above this server's "
+                f"limit of {max_pixels:,}; shrink it or restart with --max-pixels {width * height}",
+            )
         return load_image_bytes(data, name="upload", max_pixels=None)
     except ImageError as err:
         raise ServeError(400, str(err)) from None
@@ -133,8 +144,8 @@ def analysis_image(model, loaded):
 
     from restorevar.evaluation.analyze import token_agreement
     from restorevar.evaluation.evaluate import paper_resize
-    from restorevar.images.load import to_tensor
     from restorevar.evaluation.report import labelled_grid
+    from restorevar.images.load import to_tensor
     from restorevar.models.restorevar.vqvae import to_unit
 
     def pil(image_3SS: torch.Tensor) -> Image.Image:
@@ -146,16 +157,27 @@ def analysis_image(model, loaded):
         restoration = model.restore_batch(photo_13SS, return_intermediates=True)
         own = vqvae.tokenize(photo_13SS * 2 - 1)
         generated = [t.to(own[0].device) for t in restoration.intermediates.indices]
-        prefixes = [vqvae.quantizer.indices_to_fhat(tokens[:k], vqvae.config.latent_size)
-                    for tokens in (own, generated) for k in range(1, len(own) + 1)]
-        decoded = torch.cat([vqvae.decode_latent(torch.cat(prefixes[i:i + 4]))  # 4 at a time: bounded memory
-                             for i in range(0, len(prefixes), 4)])
+        prefixes = [
+            vqvae.quantizer.indices_to_fhat(tokens[:k], vqvae.config.latent_size)
+            for tokens in (own, generated)
+            for k in range(1, len(own) + 1)
+        ]
+        decoded = torch.cat(
+            [
+                vqvae.decode_latent(torch.cat(prefixes[i : i + 4]))  # 4 at a time: bounded memory
+                for i in range(0, len(prefixes), 4)
+            ]
+        )
     decoded = to_unit(decoded)
     agreement, num_scales = token_agreement(own, generated), len(own)
-    rows = [("inputs", [("photo (native size)", pil(photo_13SS[0])), ("restored", pil(restoration.image_B3HW[0]))]),
-            ("photo's tokens", [(f"scales 1..{k + 1}", pil(decoded[k])) for k in range(num_scales)]),
-            ("generated\n(restored) tokens", [(f"1..{k + 1}: {agreement[k]:.0%} same", pil(decoded[num_scales + k]))
-                                              for k in range(num_scales)])]
+    rows = [
+        ("inputs", [("photo (native size)", pil(photo_13SS[0])), ("restored", pil(restoration.image_B3HW[0]))]),
+        ("photo's tokens", [(f"scales 1..{k + 1}", pil(decoded[k])) for k in range(num_scales)]),
+        (
+            "generated\n(restored) tokens",
+            [(f"1..{k + 1}: {agreement[k]:.0%} same", pil(decoded[num_scales + k])) for k in range(num_scales)],
+        ),
+    ]
     return labelled_grid(rows, cell=max(128, min(model.image_size, 256)))
 
 
@@ -182,8 +204,10 @@ class JobQueue:
         self.running = 0
         self.recent_seconds: deque[float] = deque(maxlen=20)
         self.todo: queue.Queue[Job | None] = queue.Queue()
-        self.workers = [threading.Thread(target=self._work, name=f"restorevar-worker-{i}", daemon=True)
-                        for i in range(config.concurrency)]
+        self.workers = [
+            threading.Thread(target=self._work, name=f"restorevar-worker-{i}", daemon=True)
+            for i in range(config.concurrency)
+        ]
         for worker in self.workers:
             worker.start()
 
@@ -193,8 +217,11 @@ class JobQueue:
             if self.waiting >= self.config.queue_size:
                 average = sum(self.recent_seconds) / len(self.recent_seconds) if self.recent_seconds else 5.0
                 wait = math.ceil(average * (self.waiting + self.running) / self.config.concurrency)
-                raise ServeError(503, f"server busy: {self.waiting} jobs waiting (limit {self.config.queue_size}); "
-                                 "retry later", retry_after=min(max(wait, 1), 120))
+                raise ServeError(
+                    503,
+                    f"server busy: {self.waiting} jobs waiting (limit {self.config.queue_size}); retry later",
+                    retry_after=min(max(wait, 1), 120),
+                )
             self.waiting += 1
 
     def release(self) -> None:
@@ -257,8 +284,7 @@ class JobQueue:
             job.done.set()
             if self.todo.empty():
                 release_free_memory()
-            log.info("job %s %s %dx%d in %.1f s", job.id, job.status, job.width, job.height,
-                     job.finished - job.started)
+            log.info("job %s %s %dx%d in %.1f s", job.id, job.status, job.width, job.height, job.finished - job.started)
 
     def _run(self, job: Job) -> None:
         from restorevar.images.load import to_pil

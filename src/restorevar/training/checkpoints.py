@@ -46,7 +46,7 @@ def load_checkpoint(path: Path, trainables: dict[str, nn.Module]) -> dict[str, A
     tensors = read_safetensors(path / "trainable.safetensors")
     for name, module in trainables.items():
         prefix = f"{name}."
-        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not part:
             raise CheckpointError(f"{path} has no weights for {name!r}; was it written by another stage?")
         module.load_state_dict(part, strict=True)

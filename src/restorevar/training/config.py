@@ -22,9 +22,16 @@ from typing import Any
 from restorevar.models.config import ConfigError, build_dataclass
 
 # the previous stage's output folder each stage reads (TrainConfig.init), as the flag `restorevar train` names it
-STAGE_INPUTS = {"tokenizer": "--init", "transformer": "--tokenizer", "refiner": "--transformer",
-                "decoder": "--refiner", "blur_expert": "--decoder", "mixer": "--expert",
-                "varformer_adapter": "--prior", "varformer": "--adapter"}
+STAGE_INPUTS = {
+    "tokenizer": "--init",
+    "transformer": "--tokenizer",
+    "refiner": "--transformer",
+    "decoder": "--refiner",
+    "blur_expert": "--decoder",
+    "mixer": "--expert",
+    "varformer_adapter": "--prior",
+    "varformer": "--adapter",
+}
 STAGES = tuple(STAGE_INPUTS)
 REFINER_LOSSES = ("l1", "log_mse")
 # degradations.DEGRADATIONS + EXTRA_KINDS, spelled out so that this module stays torch-free (a test keeps them equal)
@@ -167,13 +174,22 @@ class TrainConfig:
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         _check_data(self.data)
-        _check_positive(self.optim.batch_size, "optim.batch_size", self.logging.every, "logging.every",
-                        self.logging.val_every, "logging.val_every", self.checkpoints.every, "checkpoints.every")
+        _check_positive(
+            self.optim.batch_size,
+            "optim.batch_size",
+            self.logging.every,
+            "logging.every",
+            self.logging.val_every,
+            "logging.val_every",
+            self.checkpoints.every,
+            "checkpoints.every",
+        )
         if self.optim.steps < 0:
             raise ConfigError(f"optim.steps must be ≥ 0 (0: the stage's initialisation only), got {self.optim.steps}")
         if self.decoder.latent_source not in ("refiner", "noisy-clean"):
-            raise ConfigError(f"decoder.latent_source must be 'refiner' or 'noisy-clean', "
-                              f"got {self.decoder.latent_source!r}")
+            raise ConfigError(
+                f"decoder.latent_source must be 'refiner' or 'noisy-clean', got {self.decoder.latent_source!r}"
+            )
         if self.refiner.loss not in REFINER_LOSSES:
             raise ConfigError(f"refiner.loss must be one of {', '.join(REFINER_LOSSES)}, got {self.refiner.loss!r}")
         for section in ("refiner", "blur_expert", "mixer"):
@@ -191,8 +207,12 @@ class TrainConfig:
         if isinstance(data, dict):
             _reject_flat_keys(data)
             if isinstance(data.get("data"), dict):  # one path may stand for a list of one
-                data = {**data, "data": {k: [v] if k in ("train", "val") and isinstance(v, str) else v
-                                         for k, v in data["data"].items()}}
+                data = {
+                    **data,
+                    "data": {
+                        k: [v] if k in ("train", "val") and isinstance(v, str) else v for k, v in data["data"].items()
+                    },
+                }
         return build_dataclass(cls, data, "TrainConfig")  # lists become tuples
 
     @classmethod
@@ -206,8 +226,10 @@ class TrainConfig:
         if isinstance(data, dict) and data.get("stage") in STAGES:
             others = sorted(set(data) & set(STAGES) - {data["stage"]})
             if others:
-                raise ConfigError(f"{path} trains the {data['stage']} stage but sets the section(s) of "
-                                  f"{', '.join(others)}, which only that stage reads")
+                raise ConfigError(
+                    f"{path} trains the {data['stage']} stage but sets the section(s) of "
+                    f"{', '.join(others)}, which only that stage reads"
+                )
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,8 +240,9 @@ def _check_data(data: DataConfig) -> None:
     if data.kinds is not None and (not data.kinds or set(data.kinds) - set(KINDS)):
         raise ConfigError(f"data.kinds {list(data.kinds)} invalid; choose from {', '.join(KINDS)}")
     if data.tone_jitter_kinds is not None and set(data.tone_jitter_kinds) - set(KINDS):
-        raise ConfigError(f"data.tone_jitter_kinds {list(data.tone_jitter_kinds)} invalid; "
-                          f"choose from {', '.join(KINDS)}")
+        raise ConfigError(
+            f"data.tone_jitter_kinds {list(data.tone_jitter_kinds)} invalid; choose from {', '.join(KINDS)}"
+        )
     if not 0 <= data.tone_jitter <= 1:
         raise ConfigError(f"data.tone_jitter must be in [0, 1], got {data.tone_jitter}")
 
@@ -232,19 +255,41 @@ def _check_positive(*values_and_names) -> None:
 
 # where each key of the flat layout (before the sections) went; {stage}: the section of the stage trained
 MOVED = {
-    **{k: f"data.{k}" for k in ("crop_size", "kinds", "tone_jitter", "tone_jitter_kinds", "balance_degradations",
-                                "num_workers")},
+    **{
+        k: f"data.{k}"
+        for k in ("crop_size", "kinds", "tone_jitter", "tone_jitter_kinds", "balance_degradations", "num_workers")
+    },
     "val_data": "data.val",
-    **{k: f"optim.{k}" for k in ("steps", "batch_size", "lr", "warmup_steps", "flat_fraction", "final_lr_ratio",
-                                 "weight_decay", "betas", "grad_clip")},
-    "log_every": "logging.every", "val_every": "logging.val_every", "val_images": "logging.val_images",
-    "checkpoint_every": "checkpoints.every", "keep_checkpoints": "checkpoints.keep",
-    **{k: f"image_loss.{k}" for k in ("l1_weight", "ssim_weight", "perceptual_weight", "gan_weight", "gan_start",
-                                      "adaptive_gan_weight")},
+    **{
+        k: f"optim.{k}"
+        for k in (
+            "steps",
+            "batch_size",
+            "lr",
+            "warmup_steps",
+            "flat_fraction",
+            "final_lr_ratio",
+            "weight_decay",
+            "betas",
+            "grad_clip",
+        )
+    },
+    "log_every": "logging.every",
+    "val_every": "logging.val_every",
+    "val_images": "logging.val_images",
+    "checkpoint_every": "checkpoints.every",
+    "keep_checkpoints": "checkpoints.keep",
+    **{
+        k: f"image_loss.{k}"
+        for k in ("l1_weight", "ssim_weight", "perceptual_weight", "gan_weight", "gan_start", "adaptive_gan_weight")
+    },
     **{k: f"tokenizer.{k}" for k in ("vq_beta", "dead_code_every", "continuous_share")},
-    "var_d16": "transformer.var_d16", "refiner_loss": "refiner.loss",
+    "var_d16": "transformer.var_d16",
+    "refiner_loss": "refiner.loss",
     "log_mse_floor": "{stage}.log_mse_floor",  # the refiner's, the blur expert's or the mixer's
-    "latent_source": "decoder.latent_source", "latent_noise": "decoder.latent_noise", "refit_decoder": "decoder.refit",
+    "latent_source": "decoder.latent_source",
+    "latent_noise": "decoder.latent_noise",
+    "refit_decoder": "decoder.refit",
     "kind_loss_weights": "mixer.kind_loss_weights",
 }
 
@@ -254,5 +299,4 @@ def _reject_flat_keys(data: dict[str, Any]) -> None:
     moved = [f"{key} → {MOVED[key].format(stage=stage)}" for key in data if key in MOVED]
     if moved or isinstance(data.get("data"), (str, list)):
         moved += ["data → data.train"] if isinstance(data.get("data"), (str, list)) else []
-        raise ConfigError(f"TrainConfig: keys of the old flat layout; they moved into sections: "
-                          f"{'; '.join(moved)}")
+        raise ConfigError(f"TrainConfig: keys of the old flat layout; they moved into sections: {'; '.join(moved)}")

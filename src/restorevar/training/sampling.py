@@ -19,15 +19,24 @@ def sampling_weights(labels: list[str], balance: bool) -> torch.Tensor:
 class StepBatchSampler(torch.utils.data.Sampler):
     """Yields the dataset indices of global steps start, start+1, ... for one rank (with replacement)."""
 
-    def __init__(self, weights: torch.Tensor, *, batch_per_rank: int, rank: int, world: int, seed: int,
-                 start_step: int, total_steps: int):
+    def __init__(
+        self,
+        weights: torch.Tensor,
+        *,
+        batch_per_rank: int,
+        rank: int,
+        world: int,
+        seed: int,
+        start_step: int,
+        total_steps: int,
+    ):
         self.weights, self.batch, self.rank, self.world = weights, batch_per_rank, rank, world
         self.seed, self.start, self.total = seed, start_step, total_steps
 
     def batch_indices(self, step: int) -> list[int]:
         g = torch.Generator().manual_seed(mix_seed(self.seed, step))
         drawn = torch.multinomial(self.weights, self.batch * self.world, replacement=True, generator=g)
-        return drawn[self.rank * self.batch:(self.rank + 1) * self.batch].tolist()
+        return drawn[self.rank * self.batch : (self.rank + 1) * self.batch].tolist()
 
     def __iter__(self):
         for step in range(self.start, self.total):

@@ -84,13 +84,25 @@ def run(config: TrainConfig, stage, *, dataset=None, val_dataset=None, stop_afte
         return TrainResult({}, stage.model, loop.trainables)
 
     batch_per_rank = config.optim.batch_size // env.world
-    sampler = StepBatchSampler(sampling_weights(dataset_labels(dataset), config.data.balance_degradations),
-                               batch_per_rank=batch_per_rank, rank=env.rank, world=env.world, seed=config.seed,
-                               start_step=start, total_steps=config.optim.steps)
+    sampler = StepBatchSampler(
+        sampling_weights(dataset_labels(dataset), config.data.balance_degradations),
+        batch_per_rank=batch_per_rank,
+        rank=env.rank,
+        world=env.world,
+        seed=config.seed,
+        start_step=start,
+        total_steps=config.optim.steps,
+    )
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config.data.num_workers)
     val_batch = validation_batch(val_dataset if val_dataset is not None else dataset, config.logging.val_images)
-    run_log = RunLog(out, start=start, total=config.optim.steps, every=config.logging.every,
-                     images_per_step=config.optim.batch_size, enabled=env.is_main)
+    run_log = RunLog(
+        out,
+        start=start,
+        total=config.optim.steps,
+        every=config.logging.every,
+        images_per_step=config.optim.batch_size,
+        enabled=env.is_main,
+    )
     metrics: dict[str, float] = {}
     for step, batch in enumerate(loader, start=start):
         metrics = train_step(loop, batch, step)
@@ -114,11 +126,19 @@ def open_datasets(config: TrainConfig, crop_size: int, val_dataset=None):
 
     data = config.data
     kinds = tuple(data.kinds or DEGRADATIONS)
-    dataset = open_dataset(data.train, crop_size=crop_size, split="train", seed=config.seed, kinds=kinds,
-                           tone_jitter=data.tone_jitter, tone_jitter_kinds=data.tone_jitter_kinds)
+    dataset = open_dataset(
+        data.train,
+        crop_size=crop_size,
+        split="train",
+        seed=config.seed,
+        kinds=kinds,
+        tone_jitter=data.tone_jitter,
+        tone_jitter_kinds=data.tone_jitter_kinds,
+    )
     if val_dataset is None:
-        val_dataset = open_dataset(data.val or data.train, crop_size=crop_size, split="val", seed=config.seed,
-                                   kinds=kinds)
+        val_dataset = open_dataset(
+            data.val or data.train, crop_size=crop_size, split="val", seed=config.seed, kinds=kinds
+        )
     return dataset, val_dataset
 
 
@@ -153,8 +173,9 @@ def train_step(loop: Loop, batch: dict, step: int) -> dict[str, float]:
     config, stage, env = loop.config, loop.stage, loop.env
     torch.manual_seed(mix_seed(config.seed, step, env.rank))  # drop path / noise replay exactly on resume
     optim = config.optim
-    lr = lin0_lr(step, optim.steps, loop.peak_lr, warmup=optim.warmup_steps, flat=optim.flat_fraction,
-                 final=optim.final_lr_ratio)
+    lr = lin0_lr(
+        step, optim.steps, loop.peak_lr, warmup=optim.warmup_steps, flat=optim.flat_fraction, final=optim.final_lr_ratio
+    )
     for opt in loop.optimizers:
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -183,9 +204,13 @@ def train_step(loop: Loop, batch: dict, step: int) -> dict[str, float]:
 def checkpoint(loop: Loop, out: Path, step: int) -> None:
     """Rank 0 writes the checkpoint of `step` and the model folder; the other ranks wait for it."""
     if loop.env.is_main:
-        state = {"step": step, "optimizers": [o.state_dict() for o in loop.optimizers],
-                 "scaler": loop.scaler.state_dict() if loop.scaler else {}, "rng": rng_state(),
-                 "stage": loop.stage.extra_state()}
+        state = {
+            "step": step,
+            "optimizers": [o.state_dict() for o in loop.optimizers],
+            "scaler": loop.scaler.state_dict() if loop.scaler else {},
+            "rng": rng_state(),
+            "stage": loop.stage.extra_state(),
+        }
         save_checkpoint(out, step, loop.trainables, state, loop.config.checkpoints.keep)
         loop.stage.model.save_pretrained(out)  # the output folder always holds the latest complete model
     if loop.env.world > 1:

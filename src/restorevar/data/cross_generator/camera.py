@@ -8,7 +8,13 @@ import numpy as np
 import torch
 
 from restorevar.data.cross_generator.kernels import (
-    convolve, disc_kernel, linear_to_srgb, quantize_8bit, shake_trajectory, size_scale, splat_kernel,
+    convolve,
+    disc_kernel,
+    linear_to_srgb,
+    quantize_8bit,
+    shake_trajectory,
+    size_scale,
+    splat_kernel,
     srgb_to_linear,
 )
 

@@ -48,8 +48,9 @@ def convolve(image_CHW: torch.Tensor, kernel_kk: np.ndarray, *, wrap: bool = Fal
     return out
 
 
-def splat_kernel(points_P2: np.ndarray, sigma: float, *, aspect: float = 1.0, theta: float = 0.0,
-                 weights_P: np.ndarray | None = None) -> np.ndarray:
+def splat_kernel(
+    points_P2: np.ndarray, sigma: float, *, aspect: float = 1.0, theta: float = 0.0, weights_P: np.ndarray | None = None
+) -> np.ndarray:
     """Sum of Gaussian footprints (std ``sigma`` across, ``sigma * aspect`` along ``theta``) at (x, y) points.
 
     The grid is odd-sized and centred on the points' bounding box centre; the result is not normalised.
@@ -97,7 +98,7 @@ def disc_kernel(radius: float, supersample: int = 4) -> np.ndarray:
     half = int(math.ceil(radius)) + 1
     fine = (np.arange(-half * supersample, (half + 1) * supersample) + 0.5) / supersample - 0.5
     gx, gy = np.meshgrid(fine, fine)
-    inside = (gx ** 2 + gy ** 2 <= radius ** 2).astype(np.float64)
+    inside = (gx**2 + gy**2 <= radius**2).astype(np.float64)
     size = 2 * half + 1
     kernel = inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
     return kernel / kernel.sum()

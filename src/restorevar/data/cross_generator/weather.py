@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from restorevar.data.cross_generator.kernels import (
-    convolve, linear_to_srgb, low_frequency_field, segment_points, size_scale, splat_kernel, srgb_to_linear,
+    convolve,
+    linear_to_srgb,
+    low_frequency_field,
+    segment_points,
+    size_scale,
+    splat_kernel,
+    srgb_to_linear,
 )
 
 
@@ -110,8 +116,9 @@ def _flake_layer(rng: np.random.Generator, height: int, width: int, radius: floa
         kernel = splat_kernel(points, sigma)
     else:
         kernel = splat_kernel(np.zeros((1, 2)), sigma, aspect=rng.uniform(1.0, 1.6), theta=rng.uniform(0, math.pi))
-    layer = convolve(torch.from_numpy(impulses[:height, :width].astype(np.float32))[None], kernel / kernel.max(),
-                     wrap=True)[0]
+    layer = convolve(
+        torch.from_numpy(impulses[:height, :width].astype(np.float32))[None], kernel / kernel.max(), wrap=True
+    )[0]
     return layer.clamp(0.0, 1.0)
 
 

@@ -33,10 +33,16 @@ class Mixer(nn.Module):
     def __init__(self, latent_channels: int, width: int, num_classes: int):
         super().__init__()
         C, M = latent_channels, width
-        self.global_net = nn.Sequential(nn.Linear(6 * C + num_classes, M), nn.SiLU(), nn.Linear(M, M), nn.SiLU(),
-                                        nn.Linear(M, 2))
-        self.local_net = nn.Sequential(nn.Conv2d(3 * C, M, 3, padding=1), nn.SiLU(),
-                                       nn.Conv2d(M, M, 3, padding=1), nn.SiLU(), nn.Conv2d(M, 2, 3, padding=1))
+        self.global_net = nn.Sequential(
+            nn.Linear(6 * C + num_classes, M), nn.SiLU(), nn.Linear(M, M), nn.SiLU(), nn.Linear(M, 2)
+        )
+        self.local_net = nn.Sequential(
+            nn.Conv2d(3 * C, M, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(M, M, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(M, 2, 3, padding=1),
+        )
         for last in (self.global_net[-1], self.local_net[-1]):  # starts at the detector's rule
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
@@ -57,9 +63,12 @@ class BlurExpert(nn.Module):
         C, W, blocks, mixer_width = latent_channels, config.width, config.blocks, config.mixer_width
         # the detector: two stride-2 convolutions, then the mean and spread of each feature over the map
         self.detector = nn.Sequential(
-            nn.Conv2d(C, W, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(C, W, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(W, W, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(W, W, 3, stride=2, padding=1),
+            nn.SiLU(),
         )
         self.detector_head = nn.Linear(2 * W, len(config.classes))
         with torch.no_grad():  # untrained, p(blur) ≈ 0.004: nearly a no-op; random weights, so that it learns
@@ -68,7 +77,8 @@ class BlurExpert(nn.Module):
         self.deblur = nn.Sequential(
             nn.Conv2d(C, W, 3, padding=1),
             *(ResnetBlock(W, W, GROUPS) for _ in range(blocks)),
-            group_norm(W, GROUPS), nn.SiLU(),
+            group_norm(W, GROUPS),
+            nn.SiLU(),
             nn.Conv2d(W, C, 3, padding=1),
         )
         nn.init.zeros_(self.deblur[-1].weight)  # starts as the identity on d
@@ -90,8 +100,13 @@ class BlurExpert(nn.Module):
         d = degraded_BChw
         return self.mix(refined_BChw, d, self.deblurred(d), self.kind_logits(d).softmax(1))
 
-    def mix(self, refined_BChw: torch.Tensor, degraded_BChw: torch.Tensor, deblurred_BChw: torch.Tensor,
-            kind_probs_BK: torch.Tensor) -> torch.Tensor:
+    def mix(
+        self,
+        refined_BChw: torch.Tensor,
+        degraded_BChw: torch.Tensor,
+        deblurred_BChw: torch.Tensor,
+        kind_probs_BK: torch.Tensor,
+    ) -> torch.Tensor:
         """d + a·(r − d) + b·(e − d), given the deblurred latent e and the detector's belief."""
         d = degraded_BChw
         to_refined, to_deblurred = refined_BChw - d, deblurred_BChw - d

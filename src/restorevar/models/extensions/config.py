@@ -28,8 +28,10 @@ class BlurExpertConfig:
 
     def validate(self) -> None:
         if self.width <= 0 or self.width % 8 or self.blocks < 0 or self.mixer_width < 0:
-            raise ConfigError(f"blur_expert needs width a positive multiple of 8, blocks ≥ 0 and mixer_width ≥ 0; "
-                              f"got {self.width}, {self.blocks} and {self.mixer_width}")
+            raise ConfigError(
+                f"blur_expert needs width a positive multiple of 8, blocks ≥ 0 and mixer_width ≥ 0; "
+                f"got {self.width}, {self.blocks} and {self.mixer_width}"
+            )
         if "blur" not in self.classes or len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"blur_expert.classes must be distinct names including 'blur', got {self.classes}")
 

@@ -26,8 +26,9 @@ class DegradedLatentRefiner(LatentRefiner):
         self.degraded_shape_proj_in = nn.Linear(Cv, D, bias=False)
         nn.init.zeros_(self.proj_out.weight)  # starts as the identity on d, not as noise added to it
 
-    def forward(self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor,
-                degraded_BNCv: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, f_hat_BNCv: torch.Tensor, hidden_BLCt: torch.Tensor, degraded_BNCv: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if degraded_BNCv is None:
             raise ValueError("this refiner (extensions.refine_degraded) needs the degraded image's latent")
         shape = self.degraded_shape_proj_in(self.degraded_norm_in(degraded_BNCv))

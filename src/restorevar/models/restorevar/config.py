@@ -54,8 +54,10 @@ class TokenizerConfig:
 
     def validate(self) -> None:
         if self.linear_path and (len(self.channel_mult) > 1 or 3 * self.patch_size**2 < self.latent_channels):
-            raise ConfigError("linear_path needs one level (channel_mult of length 1) and 3·patch_size² ≥ "
-                              f"latent_channels ({self.latent_channels})")
+            raise ConfigError(
+                "linear_path needs one level (channel_mult of length 1) and 3·patch_size² ≥ "
+                f"latent_channels ({self.latent_channels})"
+            )
         if self.patch_size < 1:
             raise ConfigError(f"patch_size must be at least 1, got {self.patch_size}")
         if self.num_res_blocks < 1:

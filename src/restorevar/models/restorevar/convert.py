@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from restorevar.models.checkpoint import CheckpointError, read_safetensors, read_torch_file
-from restorevar.models.restorevar.config import RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
 from restorevar.models.layers import rope_angles
+from restorevar.models.restorevar.config import RefinerConfig, RestoreVARConfig, TokenizerConfig, TransformerConfig
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def infer_tokenizer_config(state: dict[str, torch.Tensor], source: str | Path) -
 
 def split_official_restorevar(state: dict[str, torch.Tensor]):
     """restorevar.pth → (transformer state, refiner state, buffers), all in our key names."""
-    refiner = {k[len("vae_refiner."):]: v for k, v in state.items() if k.startswith("vae_refiner.")}
+    refiner = {k[len("vae_refiner.") :]: v for k, v in state.items() if k.startswith("vae_refiner.")}
     buffers = {k: v for k, v in state.items() if k in TRANSFORMER_BUFFERS or k.endswith("zero_k_bias")}
     rest = {k: v for k, v in state.items() if not k.startswith("vae_refiner.") and k not in buffers}
     return rename(rest, TRANSFORMER_RENAMES), rename(refiner, REFINER_RENAMES), buffers
@@ -166,6 +166,7 @@ class ConvertedCheckpoint:
 
 def find_official_files(official_dir: Path, vae_file: Path | None = None, var_file: Path | None = None):
     """The VQVAE file and the transformer file inside a folder of official downloads (given ones win)."""
+
     def first(names):
         for name in names:
             hits = sorted(Path(official_dir).glob(name))
@@ -174,8 +175,9 @@ def find_official_files(official_dir: Path, vae_file: Path | None = None, var_fi
         return None
 
     var_file = var_file or first(["restorevar.pth", "ar-ckpt-*.pth"])
-    vae_file = vae_file or first(["vae_restorevar.ckpt", "vae_ch160v4096z32.pth", "*vae*.safetensors", "*vae*.pth",
-                                  "*vae*.ckpt"])
+    vae_file = vae_file or first(
+        ["vae_restorevar.ckpt", "vae_ch160v4096z32.pth", "*vae*.safetensors", "*vae*.pth", "*vae*.ckpt"]
+    )
     if var_file is None:
         raise CheckpointError(f"no restorevar.pth in {official_dir}; download the RestoreVAR release and put it there")
     if vae_file is None:
@@ -186,7 +188,10 @@ def find_official_files(official_dir: Path, vae_file: Path | None = None, var_fi
 
 
 def convert_official(
-    vae_file: str | Path, var_file: str | Path, *, preset: RestoreVARConfig | None = None,
+    vae_file: str | Path,
+    var_file: str | Path,
+    *,
+    preset: RestoreVARConfig | None = None,
     refiner_heads: int | None = None,
 ) -> ConvertedCheckpoint:
     """Read the official VQVAE and restorevar.pth and infer the whole architecture from them."""
@@ -213,8 +218,11 @@ def convert_official(
         "transformer": {k: v.float() for k, v in transformer_state.items()},
         "refiner": {k: v.float() for k, v in refiner_state.items()},
     }
-    notes = [f"patch schedule {patch_nums} from lvl_1L", f"refiner heads {config.refiner.num_heads}"
-             + (" (given)" if refiner_heads else " (assumed 64-wide heads; set --refiner-heads if different)")]
+    notes = [
+        f"patch schedule {patch_nums} from lvl_1L",
+        f"refiner heads {config.refiner.num_heads}"
+        + (" (given)" if refiner_heads else " (assumed 64-wide heads; set --refiner-heads if different)"),
+    ]
     return ConvertedCheckpoint(config, states, notes)
 
 
@@ -228,8 +236,10 @@ class InitReport:
     initialised: list[str]
 
     def summary(self) -> str:
-        return (f"loaded {len(self.loaded)} tensors, ignored {len(self.ignored)} (AdaLN / absolute positions / "
-                f"buffers), kept init for {len(self.initialised)} (cross-attention, condition, global context)")
+        return (
+            f"loaded {len(self.loaded)} tensors, ignored {len(self.ignored)} (AdaLN / absolute positions / "
+            f"buffers), kept init for {len(self.initialised)} (cross-attention, condition, global context)"
+        )
 
 
 def load_var_backbone(transformer: torch.nn.Module, path: str | Path) -> InitReport:
@@ -238,8 +248,11 @@ def load_var_backbone(transformer: torch.nn.Module, path: str | Path) -> InitRep
     kept = {k: v for k, v in official.items() if not VAR_D16_IGNORED.search(k) and not k.endswith("zero_k_bias")}
     ours = rename(kept, TRANSFORMER_RENAMES)
     expected = transformer.state_dict()
-    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-           for k, v in ours.items() if k in expected and v.shape != expected[k].shape]
+    bad = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in ours.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     unknown = sorted(set(ours) - set(expected))
     if bad or unknown:
         raise CheckpointError(f"{path} does not fit this transformer: {'; '.join(bad + unknown)[:600]}")

@@ -47,8 +47,11 @@ class RestoreVAR(RestorationModel):
         return self.config.tokenizer.image_size
 
     def weight_files(self) -> dict[str, str]:
-        return {"vqvae": "tokenizer.safetensors", "transformer": "transformer.safetensors",
-                "refiner": "refiner.safetensors"}
+        return {
+            "vqvae": "tokenizer.safetensors",
+            "transformer": "transformer.safetensors",
+            "refiner": "refiner.safetensors",
+        }
 
     # ------------------------------------------------------------------------------- the data flow
 
@@ -59,8 +62,9 @@ class RestoreVAR(RestorationModel):
         cond_BNC = as_tokens(cond_BChw)
         # 2. greedy next-scale generation of the clean image's tokens
         generation = self.transformer.generate(cond_BNC, self.vqvae.quantizer)
-        intermediates = RestoreVARIntermediates(self.vqvae.quant_conv(cond_BChw), generation.indices,
-                                                generation.f_hat_BChw, generation.hidden_BLC)
+        intermediates = RestoreVARIntermediates(
+            self.vqvae.quant_conv(cond_BChw), generation.indices, generation.f_hat_BChw, generation.hidden_BLC
+        )
         # 3. the refiner turns the discrete latent into a continuous one
         if refine:
             intermediates.latent_BChw = self.refine(intermediates)

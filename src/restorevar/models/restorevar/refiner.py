@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restorevar.models.restorevar.config import RefinerConfig, TokenizerConfig, TransformerConfig
 from restorevar.models.layers import MLP
+from restorevar.models.restorevar.config import RefinerConfig, TokenizerConfig, TransformerConfig
 
 
 def split_heads(x_BLD: torch.Tensor, num_heads: int) -> torch.Tensor:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from restorevar.models.restorevar.config import TokenizerConfig, TransformerConfig
 from restorevar.models.layers import MLP, CrossAttention, DropPath, KVCache, SelfAttention, rope_angles
+from restorevar.models.restorevar.config import TokenizerConfig, TransformerConfig
 from restorevar.models.restorevar.quantizer import MultiScaleQuantizer
 
 
@@ -133,7 +133,7 @@ class RestoreVARTransformer(nn.Module):
         x = (cond.start_BC + self.scale_embed.weight[0])[:, None]
         f_hat = torch.zeros(B, quantizer.codebook.embedding_dim, side, side, device=param.device)
         indices, hidden, all_logits = [], [], []
-        for k, pn in enumerate(self.patch_nums):
+        for k in range(len(self.patch_nums)):
             begin, end = self.scale_bounds[k], self.scale_bounds[k + 1]
             rope = (self.rope_cos[begin:end], self.rope_sin[begin:end])
             for block, kv, cache in zip(self.blocks, cond.kv, caches):
@@ -149,4 +149,3 @@ class RestoreVARTransformer(nn.Module):
                 next_in = quantizer.downsample_flat(f_hat, self.patch_nums[k + 1])
                 x = self.token_embed(next_in.to(param.dtype)) + self.scale_embed.weight[k + 1]
         return Generation(indices, f_hat, torch.cat(hidden, dim=1), torch.cat(all_logits, 1) if return_logits else None)
-

@@ -155,7 +155,9 @@ class Decoder(nn.Module):
         levels = {}
         for level in reversed(range(len(mult))):  # built and run from the lowest resolution up
             out_ch = ch * mult[level]
-            blocks = [ResnetBlock(in_ch if i == 0 else out_ch, out_ch, groups) for i in range(config.num_res_blocks + 1)]
+            blocks = [
+                ResnetBlock(in_ch if i == 0 else out_ch, out_ch, groups) for i in range(config.num_res_blocks + 1)
+            ]
             use_attn = config.use_attention and level == last
             attns = [AttnBlock(out_ch, groups) for _ in blocks] if use_attn else []
             resample = ("upsample", Upsample(out_ch)) if level != 0 else None

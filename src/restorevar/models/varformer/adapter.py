@@ -26,8 +26,9 @@ class AdapterBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
     def forward(self, x_BND: torch.Tensor) -> torch.Tensor:
-        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-                   for t in self.qkv(self.norm1(x_BND)).chunk(3, dim=-1))
+        q, k, v = (
+            t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in self.qkv(self.norm1(x_BND)).chunk(3, dim=-1)
+        )
         x_BND = x_BND + self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
         return x_BND + self.mlp(self.norm2(x_BND))
 

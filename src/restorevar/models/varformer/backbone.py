@@ -40,8 +40,9 @@ class NAFBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         C = channels
-        self.mix = nn.Sequential(ChannelNorm(C), nn.Conv2d(C, 2 * C, 1), nn.Conv2d(2 * C, 2 * C, 3, padding=1, groups=2 * C),
-                                 SimpleGate())
+        self.mix = nn.Sequential(
+            ChannelNorm(C), nn.Conv2d(C, 2 * C, 1), nn.Conv2d(2 * C, 2 * C, 3, padding=1, groups=2 * C), SimpleGate()
+        )
         self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(C, C, 1))
         self.mix_out = nn.Conv2d(C, C, 1)
         self.ffn = nn.Sequential(ChannelNorm(C), nn.Conv2d(C, 2 * C, 1), SimpleGate(), nn.Conv2d(C, C, 1))
@@ -60,7 +61,9 @@ class PriorFusion(nn.Module):
     def __init__(self, channels: int, config: BackboneConfig, prior_channels: int, num_scales: int):
         super().__init__()
         has_prior = config.prior != "none"
-        self.dae = DegradationAwareEnhancement(channels, prior_channels, num_scales, config.prior) if has_prior else None
+        self.dae = (
+            DegradationAwareEnhancement(channels, prior_channels, num_scales, config.prior) if has_prior else None
+        )
         self.aft = AdaptiveFeatureTransformation(channels, config.bridge_tokens) if config.use_aft else None
 
     def forward(self, x_BCHW: torch.Tensor, priors_BKChw: torch.Tensor | None, latent_BChw: torch.Tensor | None):
@@ -90,22 +93,28 @@ class Backbone(nn.Module):
         widths = [config.width * 2**level for level in range(config.num_levels + 1)]
         fusion = lambda c: PriorFusion(c, config, prior_channels, num_scales)  # noqa: E731
         self.intro = nn.Conv2d(3, widths[0], 3, padding=1)
-        self.encoders = nn.ModuleList(nn.Sequential(*(NAFBlock(c) for _ in range(n)))
-                                      for c, n in zip(widths, config.encoder_blocks))
+        self.encoders = nn.ModuleList(
+            nn.Sequential(*(NAFBlock(c) for _ in range(n))) for c, n in zip(widths, config.encoder_blocks)
+        )
         self.encoder_fusions = nn.ModuleList(fusion(c) for c in widths[:-1])
         self.downs = nn.ModuleList(nn.Conv2d(c, 2 * c, 2, stride=2) for c in widths[:-1])
         self.middle = nn.Sequential(*(NAFBlock(widths[-1]) for _ in range(config.middle_blocks)))
         self.ups = nn.ModuleList(nn.Sequential(nn.Conv2d(2 * c, 4 * c, 1), nn.PixelShuffle(2)) for c in widths[:-1])
         self.skips = nn.ModuleList(MixupSkip(c, config.use_mixup_skip) for c in widths[:-1])
-        self.decoders = nn.ModuleList(nn.Sequential(*(NAFBlock(c) for _ in range(n)))
-                                      for c, n in zip(widths, config.decoder_blocks))
+        self.decoders = nn.ModuleList(
+            nn.Sequential(*(NAFBlock(c) for _ in range(n))) for c, n in zip(widths, config.decoder_blocks)
+        )
         self.decoder_fusions = nn.ModuleList(fusion(c) for c in widths[:-1])
         self.ending = nn.Conv2d(widths[0], 3, 3, padding=1)
         nn.init.zeros_(self.ending.weight)  # an untrained backbone returns its input
         nn.init.zeros_(self.ending.bias)
 
-    def forward(self, image_B3HW: torch.Tensor, priors_BKChw: torch.Tensor | None = None,
-                latent_BChw: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        image_B3HW: torch.Tensor,
+        priors_BKChw: torch.Tensor | None = None,
+        latent_BChw: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Degraded image in [-1, 1] (+ the VAR prior) → restored image in [-1, 1] (not clamped)."""
         x = self.intro(image_B3HW)
         skips = []
@@ -114,7 +123,8 @@ class Backbone(nn.Module):
             skips.append(x)
             x = down(x)
         x = self.middle(x)
-        for up, skip, decoder, fuse, saved in zip(self.ups[::-1], self.skips[::-1], self.decoders[::-1],
-                                                  self.decoder_fusions[::-1], skips[::-1]):
+        for up, skip, decoder, fuse, saved in zip(
+            self.ups[::-1], self.skips[::-1], self.decoders[::-1], self.decoder_fusions[::-1], skips[::-1]
+        ):
             x = fuse(decoder(skip(up(x), saved)), priors_BKChw, latent_BChw)
         return image_B3HW + self.ending(x)

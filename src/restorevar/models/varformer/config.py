@@ -26,8 +26,9 @@ class AdapterConfig:
 
     def validate(self) -> None:
         if self.depth < 0 or self.width % self.num_heads:
-            raise ConfigError(f"adapter: depth ≥ 0 and width divisible by num_heads; got {self.depth}, "
-                              f"{self.width}, {self.num_heads}")
+            raise ConfigError(
+                f"adapter: depth ≥ 0 and width divisible by num_heads; got {self.depth}, {self.width}, {self.num_heads}"
+            )
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class BackboneConfig:
 
     def validate(self) -> None:
         if len(self.encoder_blocks) != len(self.decoder_blocks) or not self.encoder_blocks:
-            raise ConfigError(f"backbone: one decoder level per encoder level; got {self.encoder_blocks} and "
-                              f"{self.decoder_blocks}")
+            raise ConfigError(
+                f"backbone: one decoder level per encoder level; got {self.encoder_blocks} and {self.decoder_blocks}"
+            )
         if self.prior not in PRIOR_MODES:
             raise ConfigError(f"backbone.prior must be one of {', '.join(PRIOR_MODES)}, got {self.prior!r}")
         if self.use_aft and self.prior == "none":
@@ -74,6 +76,8 @@ class VarFormerConfig(ModelConfig):
         self.adapter.validate()
         self.backbone.validate()
         if self.tokenizer.downsample_factor % 2**self.backbone.num_levels:
-            raise ConfigError(f"the backbone's {self.backbone.num_levels} levels must divide the tokenizer's "
-                              f"stride {self.tokenizer.downsample_factor}")
+            raise ConfigError(
+                f"the backbone's {self.backbone.num_levels} levels must divide the tokenizer's "
+                f"stride {self.tokenizer.downsample_factor}"
+            )
         return self

@@ -23,8 +23,12 @@ class ScaleWeights(nn.Module):
 
     def __init__(self, prior_channels: int, num_scales: int, hidden: int = 32):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(prior_channels, hidden, 3, padding=1), nn.GELU(),
-                                      nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.GELU())
+        self.features = nn.Sequential(
+            nn.Conv2d(prior_channels, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
         self.head = nn.Linear(2 * hidden, num_scales)
         nn.init.zeros_(self.head.weight)  # starts at equal weights
         nn.init.zeros_(self.head.bias)
@@ -47,8 +51,9 @@ class DegradationAwareEnhancement(nn.Module):
             mixed = priors_BKChw.mean(1)
         else:
             mixed = (self.scale_weights(latent_BChw)[:, :, None, None, None] * priors_BKChw).sum(1)
-        prior_BCHW = F.interpolate(self.project(mixed), size=feature_BCHW.shape[-2:], mode="bilinear",
-                                   align_corners=False)
+        prior_BCHW = F.interpolate(
+            self.project(mixed), size=feature_BCHW.shape[-2:], mode="bilinear", align_corners=False
+        )
         if self.gate is None:
             return feature_BCHW + prior_BCHW
         g_B2HW = self.gate(torch.cat([feature_BCHW, prior_BCHW], 1)).softmax(1)

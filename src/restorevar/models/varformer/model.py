@@ -51,8 +51,12 @@ class VarFormer(RestorationModel):
         return self.config.backbone.prior != "none"
 
     def weight_files(self) -> dict[str, str]:
-        return {"vqvae": "tokenizer.safetensors", "transformer": "transformer.safetensors",
-                "adapter": "adapter.safetensors", "backbone": "backbone.safetensors"}
+        return {
+            "vqvae": "tokenizer.safetensors",
+            "transformer": "transformer.safetensors",
+            "adapter": "adapter.safetensors",
+            "backbone": "backbone.safetensors",
+        }
 
     def adapted_latent(self, image_B3HW: torch.Tensor) -> torch.Tensor:
         """Image in [-1, 1] → the encoder's continuous latent, adapted (B, C, h, w)."""
@@ -63,8 +67,10 @@ class VarFormer(RestorationModel):
         latent = self.adapted_latent(image_B3HW)
         quantizer, side = self.vqvae.quantizer, latent.shape[-1]
         generation = self.transformer.generate(latent.flatten(2).transpose(1, 2), quantizer)
-        maps = [quantizer.upsample_and_phi(quantizer.embed(idx_Bl, side).to(latent.dtype), k, side)
-                for k, idx_Bl in enumerate(generation.indices)]
+        maps = [
+            quantizer.upsample_and_phi(quantizer.embed(idx_Bl, side).to(latent.dtype), k, side)
+            for k, idx_Bl in enumerate(generation.indices)
+        ]
         return VarPrior(latent, torch.stack(maps, dim=1), generation.indices)
 
     def restore_with_prior(self, image_B3HW: torch.Tensor, prior: VarPrior | None) -> torch.Tensor:
@@ -77,8 +83,10 @@ class VarFormer(RestorationModel):
     def restore_batch(self, degraded_B3HW: torch.Tensor, *, return_intermediates: bool = False) -> Restoration:
         size = self.image_size
         if degraded_B3HW.shape[-2:] != (size, size):
-            raise ValueError(f"restore_batch() takes {size}×{size} images, got {tuple(degraded_B3HW.shape[-2:])}; "
-                             "use restorevar.Restorer for any size (tiling)")
+            raise ValueError(
+                f"restore_batch() takes {size}×{size} images, got {tuple(degraded_B3HW.shape[-2:])}; "
+                "use restorevar.Restorer for any size (tiling)"
+            )
         image = degraded_B3HW.to(self.device, torch.float32) * 2 - 1
         with self.autocast():
             prior = self.prior(image) if self.uses_prior else None

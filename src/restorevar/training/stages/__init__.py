@@ -33,9 +33,14 @@ from restorevar.training.stages.varformer import VarFormerStage
 from restorevar.training.stages.varformer_adapter import VarFormerAdapterStage
 
 STAGES: dict[str, type[Stage]] = {
-    "tokenizer": TokenizerStage, "transformer": TransformerStage, "refiner": RefinerStage, "decoder": DecoderStage,
-    "blur_expert": BlurExpertStage, "mixer": MixerStage,
-    "varformer_adapter": VarFormerAdapterStage, "varformer": VarFormerStage,
+    "tokenizer": TokenizerStage,
+    "transformer": TransformerStage,
+    "refiner": RefinerStage,
+    "decoder": DecoderStage,
+    "blur_expert": BlurExpertStage,
+    "mixer": MixerStage,
+    "varformer_adapter": VarFormerAdapterStage,
+    "varformer": VarFormerStage,
 }
 
 __all__ = ["STAGES", "Stage", "ValResult", "build_stage"]

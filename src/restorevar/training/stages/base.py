@@ -18,13 +18,20 @@ from restorevar.models import checkpoint
 from restorevar.models.config import ConfigError
 from restorevar.models.migration import split_legacy_refiner
 from restorevar.models.presets import get_preset
-from restorevar.models.registry import build_model as build_model_of, config_from_dict, load_config, resolve_model
+from restorevar.models.registry import build_model as build_model_of
+from restorevar.models.registry import config_from_dict, load_config, resolve_model
 from restorevar.models.restorevar.config import RestoreVARConfig
 from restorevar.models.restorevar.model import RestoreVAR
 from restorevar.training.config import STAGE_INPUTS, TrainConfig
 from restorevar.training.distributed import Dist
-from restorevar.training.losses import (PatchDiscriminator, adaptive_gan_weight, hinge_d_loss, hinge_g_loss, l1_loss,
-                                        ssim)
+from restorevar.training.losses import (
+    PatchDiscriminator,
+    adaptive_gan_weight,
+    hinge_d_loss,
+    hinge_g_loss,
+    l1_loss,
+    ssim,
+)
 from restorevar.training.optim import weight_decay_groups
 from restorevar.training.perceptual import PerceptualLoss
 
@@ -82,12 +89,16 @@ class Stage:
 
     def optimizers(self, config: TrainConfig) -> list[torch.optim.Optimizer]:
         mods, optim = self.trainables(), config.optim
-        groups = [g for name, m in mods.items() if name != "discriminator"
-                  for g in weight_decay_groups(m, optim.weight_decay)]
+        groups = [
+            g for name, m in mods.items() if name != "discriminator" for g in weight_decay_groups(m, optim.weight_decay)
+        ]
         opts = [torch.optim.AdamW(groups, lr=self.peak_lr(config), betas=optim.betas, eps=1e-8)]
         if "discriminator" in mods:  # the usual GAN betas; no weight decay
-            opts.append(torch.optim.AdamW(mods["discriminator"].parameters(), lr=self.peak_lr(config),
-                                          betas=(0.5, 0.9), weight_decay=0.0))
+            opts.append(
+                torch.optim.AdamW(
+                    mods["discriminator"].parameters(), lr=self.peak_lr(config), betas=(0.5, 0.9), weight_decay=0.0
+                )
+            )
         return opts
 
     def set_train_modes(self) -> None:
@@ -136,8 +147,9 @@ def build_model(config: TrainConfig, stage: type[Stage]) -> RestoreVAR:
     wanted = config_from_dict(config.model) if config.model else (get_preset(config.preset) if config.preset else None)
     if config.init is None:
         if not stage.starts_fresh:
-            raise ConfigError(f"the {config.stage} stage needs the previous stage's output folder: "
-                              f"{STAGE_INPUTS[config.stage]} DIR")
+            raise ConfigError(
+                f"the {config.stage} stage needs the previous stage's output folder: {STAGE_INPUTS[config.stage]} DIR"
+            )
         if wanted is None:
             raise ConfigError("no architecture: pass --preset NAME, a `model:` section, or --init DIR")
         return build_model_of(wanted)
@@ -160,8 +172,11 @@ def build_model(config: TrainConfig, stage: type[Stage]) -> RestoreVAR:
 
 def read_init_states(model: RestoreVAR, init: Path) -> dict[str, dict[str, torch.Tensor]]:
     """The weights of the input folder that exist (a new part has none yet), older layouts split."""
-    states = {name: {k: v.float() for k, v in checkpoint.read_safetensors(init / file).items()}
-              for name, file in model.weight_files().items() if (init / file).is_file()}
+    states = {
+        name: {k: v.float() for k, v in checkpoint.read_safetensors(init / file).items()}
+        for name, file in model.weight_files().items()
+        if (init / file).is_file()
+    }
     if "refiner" in states and "blur_expert" not in states:
         states["refiner"], legacy_expert = split_legacy_refiner(states["refiner"])
         if legacy_expert:
@@ -182,6 +197,7 @@ def clean_crops(dataset, device: torch.device) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ image losses
+
 
 class GANMixin:
     """L1 (+ SSIM, perceptual) and PatchGAN with hinge loss. The generator term runs the bare discriminator with
@@ -219,8 +235,9 @@ class GANMixin:
         self.discriminator.requires_grad_(False)
         g_loss = hinge_g_loss(self.discriminator(rec))
         self.discriminator.requires_grad_(True)
-        weight = w["gan_weight"] * (adaptive_gan_weight(rec_loss, g_loss, last_layer)
-                                    if self.config.image_loss.adaptive_gan_weight else 1.0)
+        weight = w["gan_weight"] * (
+            adaptive_gan_weight(rec_loss, g_loss, last_layer) if self.config.image_loss.adaptive_gan_weight else 1.0
+        )
         logits_real, logits_fake = wrapped["discriminator"](torch.cat([clean, rec.detach()])).chunk(2)
         out["loss"] = out["loss"] + weight * g_loss
         out["disc_loss"] = hinge_d_loss(logits_real, logits_fake)
@@ -228,6 +245,7 @@ class GANMixin:
 
 
 # ------------------------------------------------------------------------------------------------ latent pools
+
 
 class LatentPool:
     """Fresh latents replace the oldest; training draws from all of them. Encoding a crop costs ~50× a step of

@@ -60,8 +60,9 @@ class BlurExpertStage(Stage):
         """`base` with the blur expert's size from `wanted` (and the mixer of `base`, if any)."""
         want = extensions_of(wanted)
         if not (want and want.blur_expert):
-            raise ConfigError("the blur_expert stage needs a preset or `model:` with extensions.blur_expert "
-                              "(e.g. --preset small)")
+            raise ConfigError(
+                "the blur_expert stage needs a preset or `model:` with extensions.blur_expert (e.g. --preset small)"
+            )
         have = extensions_of(base)
         if have is None:
             base, have = ExtendedRestoreVARConfig.extending(base), ExtendedRestoreVARConfig().extensions
@@ -77,8 +78,10 @@ class BlurExpertStage(Stage):
         whether it is blurred, and the clean latent of the blurred ones."""
         degraded, clean = self.images(batch)
         vqvae, expert = self.model.vqvae, self.model.blur_expert
-        labels = torch.tensor([expert.config.classes.index(k) if k in expert.config.classes else -1
-                               for k in batch["degradation"]], device=degraded.device)
+        labels = torch.tensor(
+            [expert.config.classes.index(k) if k in expert.config.classes else -1 for k in batch["degradation"]],
+            device=degraded.device,
+        )
         is_blur = labels == expert.blur_class
         target = vqvae.encode_latent(clean[is_blur]) if is_blur.any() else None  # the encoder takes no empty batch
         # forward_latents' first step alone: the expert reads no generated tokens, and generating costs ~50× a step
@@ -103,13 +106,17 @@ class BlurExpertStage(Stage):
         degraded_latent, labels, is_blur, target = self.latents(batch)
         logits = expert.kind_logits(degraded_latent)
         p_blur = logits.softmax(1)[:, expert.blur_class]
-        metrics = {"detect_accuracy": float((logits.argmax(1) == labels).float().mean()),
-                   "blur_accuracy": float(((p_blur > 0.5) == is_blur).float().mean())}
+        metrics = {
+            "detect_accuracy": float((logits.argmax(1) == labels).float().mean()),
+            "blur_accuracy": float(((p_blur > 0.5) == is_blur).float().mean()),
+        }
         if is_blur.any():  # latent PSNR gain of the deblurred over the degraded latent, blurred crops only
             blurred = degraded_latent[is_blur]
             gain = log_mse(blurred, target, 1e-10) - log_mse(expert.deblurred(blurred), target, 1e-10)
-            metrics |= {"p_blur_on_blur": float(p_blur[is_blur].mean()),
-                        "deblur_gain_db": float(gain) * 10 / math.log(10)}
+            metrics |= {
+                "p_blur_on_blur": float(p_blur[is_blur].mean()),
+                "deblur_gain_db": float(gain) * 10 / math.log(10),
+            }
         if not is_blur.all():
             metrics["p_blur_on_others"] = float(p_blur[~is_blur].mean())
         gated = expert(degraded_latent, degraded_latent)  # the expert's latent where it believes blur, else the input's

@@ -71,5 +71,11 @@ class DecoderStage(GANMixin, Stage):
     def validate(self, batch):
         _, clean = self.images(batch)
         image = to_unit(self.forward_module(self.latents(batch)))
-        return ValResult({"psnr": psnr(image, batch["clean"]), "ssim": float(ssim(image * 2 - 1, clean)),
-                          "l1": float(l1_loss(image * 2 - 1, clean))}, [batch["degraded"], image, batch["clean"]])
+        return ValResult(
+            {
+                "psnr": psnr(image, batch["clean"]),
+                "ssim": float(ssim(image * 2 - 1, clean)),
+                "l1": float(l1_loss(image * 2 - 1, clean)),
+            },
+            [batch["degraded"], image, batch["clean"]],
+        )

@@ -52,9 +52,11 @@ class MixerStage(Stage):
         """`base` (with its trained blur expert) plus the mixer's size from `wanted`."""
         have, want = extensions_of(base), extensions_of(wanted)
         if not (have and have.blur_expert and want and want.blur_expert and want.blur_expert.mixer_width):
-            raise ConfigError("the mixer stage needs a model with a trained blur expert (the blur_expert stage's "
-                              "output) and a preset or `model:` with a blur expert's mixer_width > 0 "
-                              "(e.g. --preset small)")
+            raise ConfigError(
+                "the mixer stage needs a model with a trained blur expert (the blur_expert stage's "
+                "output) and a preset or `model:` with a blur expert's mixer_width > 0 "
+                "(e.g. --preset small)"
+            )
         expert = replace(have.blur_expert, mixer_width=want.blur_expert.mixer_width)
         return replace(base, extensions=replace(have, blur_expert=expert))
 
@@ -70,8 +72,13 @@ class MixerStage(Stage):
         refined, degraded_latent = self.model.refine_latent(intermediates), intermediates.degraded_latent_BChw
         expert = self.model.blur_expert
         kind_probs = expert.kind_logits(degraded_latent).softmax(1)
-        return (refined, degraded_latent, expert.deblurred(degraded_latent), kind_probs,
-                self.model.vqvae.encode_latent(clean))
+        return (
+            refined,
+            degraded_latent,
+            expert.deblurred(degraded_latent),
+            kind_probs,
+            self.model.vqvae.encode_latent(clean),
+        )
 
     def kind_weights(self, batch) -> torch.Tensor:
         weights = self.config.mixer.kind_loss_weights or {}
@@ -90,8 +97,11 @@ class MixerStage(Stage):
         degraded = mse(degraded_latent) > 0  # an undegraded crop's latent is the clean one: no gain to measure
         gain = lambda latent: float(10 * torch.log10(mse(degraded_latent) / mse(latent))[degraded].mean())  # noqa: E731
         floor = self.config.mixer.log_mse_floor
-        metrics = {"log_mse": float(log_mse(mixed, clean, floor, self.kind_weights(batch))),
-                   "gain_db": gain(mixed), "gain_db_detector_rule": gain(rule)}
+        metrics = {
+            "log_mse": float(log_mse(mixed, clean, floor, self.kind_weights(batch))),
+            "gain_db": gain(mixed),
+            "gain_db_detector_rule": gain(rule),
+        }
         is_blur = torch.tensor([k == "blur" for k in batch["degradation"]], device=clean.device)
         if is_blur.any():
             blur_mse = lambda latent: float(mse(latent)[is_blur].mean())  # noqa: E731

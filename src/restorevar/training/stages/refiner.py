@@ -48,7 +48,11 @@ class RefinerStage(Stage):
         refined = self.model.refine_latent(intermediates)
         f_hat, degraded_latent = intermediates.f_hat_BChw, intermediates.degraded_latent_BChw
         decode = self.model.vqvae.decode_latent
-        metrics = {"l1": float(l1_loss(refined, target)), "l1_unrefined": float(l1_loss(f_hat, target)),
-                   "log_mse": float(log_mse(refined, target)), "l1_degraded": float(l1_loss(degraded_latent, target)),
-                   "log_mse_degraded": float(log_mse(degraded_latent, target))}
+        metrics = {
+            "l1": float(l1_loss(refined, target)),
+            "l1_unrefined": float(l1_loss(f_hat, target)),
+            "log_mse": float(log_mse(refined, target)),
+            "l1_degraded": float(l1_loss(degraded_latent, target)),
+            "log_mse_degraded": float(log_mse(degraded_latent, target)),
+        }
         return ValResult(metrics, [batch["degraded"], to_unit(decode(f_hat)), to_unit(decode(refined)), batch["clean"]])

@@ -86,14 +86,22 @@ class TokenizerStage(GANMixin, Stage):
             if self.env.world > 1:
                 dist.broadcast(codebook.data, src=0)  # rank 0's encoder outputs win
         if self.env.is_main:
-            log.info("codebook usage per scale %s; re-initialised %d dead codes",
-                     [round(float(u), 3) for u in used_per_scale], len(dead))
+            log.info(
+                "codebook usage per scale %s; re-initialised %d dead codes",
+                [round(float(u), 3) for u in used_per_scale],
+                len(dead),
+            )
         self.usage.zero_()
 
     def validate(self, batch):
         _, clean = self.images(batch)
         rec, q, _ = self.forward_module(clean)
         continuous = to_unit(self.model.vqvae.decode_latent(self.model.vqvae.encode_latent(clean)))
-        return ValResult({"psnr": psnr(to_unit(rec), batch["clean"]), "l1": float(l1_loss(rec, clean)),
-                          "psnr_continuous": psnr(continuous, batch["clean"])},
-                         [batch["clean"], to_unit(rec)])
+        return ValResult(
+            {
+                "psnr": psnr(to_unit(rec), batch["clean"]),
+                "l1": float(l1_loss(rec, clean)),
+                "psnr_continuous": psnr(continuous, batch["clean"]),
+            },
+            [batch["clean"], to_unit(rec)],
+        )

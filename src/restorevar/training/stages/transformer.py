@@ -53,7 +53,7 @@ class TransformerStage(Stage):
         correct = (logits_BLV.detach().argmax(-1) == target_BL).float()
         bounds = self.model.transformer.scale_bounds
         for k in range(len(bounds) - 1):
-            out[f"acc_s{k}"] = correct[:, bounds[k]:bounds[k + 1]].mean()
+            out[f"acc_s{k}"] = correct[:, bounds[k] : bounds[k + 1]].mean()
         return out
 
     def validate(self, batch):

@@ -48,8 +48,10 @@ class VarFormerStage(Stage):
     def model_config(cls, base, wanted):
         """`wanted`'s backbone on `init`'s frozen VAR and trained adapter."""
         if not isinstance(wanted, VarFormerConfig):
-            raise ConfigError(f"the varformer stage trains a VarFormer backbone; the preset or `model:` given is a "
-                              f"{wanted.model_type!r} model (pass none to keep the input's, or --preset varformer-small)")
+            raise ConfigError(
+                f"the varformer stage trains a VarFormer backbone; the preset or `model:` given is a "
+                f"{wanted.model_type!r} model (pass none to keep the input's, or --preset varformer-small)"
+            )
         return replace(wanted, tokenizer=base.tokenizer, transformer=base.transformer, adapter=base.adapter)
 
     def __init__(self, config, env, model):
@@ -81,9 +83,9 @@ class VarFormerStage(Stage):
         """One random window per item, aligned to the prior's grid: images (B, 3, S, S), priors (B, K, C, s, s)."""
         side, cells = tensors[0].shape[-1], self.window // self.grid
         top, left = (int(v) * self.grid for v in torch.randint(0, (side - self.window) // self.grid + 1, (2,)))
-        images = [t[..., top:top + self.window, left:left + self.window] for t in tensors[:2]]
+        images = [t[..., top : top + self.window, left : left + self.window] for t in tensors[:2]]
         t0, l0 = top // self.grid, left // self.grid
-        priors = [t[..., t0:t0 + cells, l0:l0 + cells].float() for t in tensors[2:]]
+        priors = [t[..., t0 : t0 + cells, l0 : l0 + cells].float() for t in tensors[2:]]
         return images + (priors or [None, None])
 
     def compute_loss(self, batch, step, wrapped):
@@ -101,7 +103,10 @@ class VarFormerStage(Stage):
         tensors = self.crops_with_prior(batch)
         priors, latent = (t.float() for t in tensors[2:]) if len(tensors) > 2 else (None, None)
         restored = self.forward_module(tensors[0], priors, latent)
-        image = ((restored.clamp(-1, 1) + 1) / 2)
-        metrics = {"neg_psnr": float(neg_psnr(restored.clamp(-1, 1), tensors[1])),
-                   "psnr": psnr(image, batch["clean"]), "psnr_input": psnr(batch["degraded"], batch["clean"])}
+        image = (restored.clamp(-1, 1) + 1) / 2
+        metrics = {
+            "neg_psnr": float(neg_psnr(restored.clamp(-1, 1), tensors[1])),
+            "psnr": psnr(image, batch["clean"]),
+            "psnr_input": psnr(batch["degraded"], batch["clean"]),
+        }
         return ValResult(metrics, [batch["degraded"], image, batch["clean"]])

@@ -37,8 +37,10 @@ class VarFormerAdapterStage(Stage):
 
     def __init__(self, config, env, model):
         if not hasattr(model, "adapter"):
-            raise ConfigError("the varformer_adapter stage builds a VarFormer: pass --preset varformer-small (or a "
-                              "`model:` with model_type varformer)")
+            raise ConfigError(
+                "the varformer_adapter stage builds a VarFormer: pass --preset varformer-small (or a "
+                "`model:` with model_type varformer)"
+            )
         super().__init__(config, env, model)
         model.adapter.requires_grad_(True)
         self.forward_module = AdapterForward(model.adapter, model.transformer)

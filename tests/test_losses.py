@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from test_trainer import MICRO
 
-from restorevar.models.restorevar.config import TokenizerConfig
 from restorevar.models.restorevar.quantizer import MultiScaleQuantizer
 from restorevar.training.losses import (
     PatchDiscriminator,
@@ -22,16 +22,7 @@ from restorevar.training.losses import (
     ssim_loss,
 )
 
-TOKENIZER = TokenizerConfig(
-    image_size=32,
-    vocab_size=32,
-    latent_channels=8,
-    base_channels=16,
-    channel_mult=(1, 2, 2),
-    num_res_blocks=1,
-    norm_groups=8,
-    patch_nums=(1, 2, 4, 8),
-)
+TOKENIZER = MICRO.tokenizer  # 32² images, 8×8 latent, 4 scales
 
 
 def smooth_images(seed: int, n: int = 2, size: int = 32) -> torch.Tensor:

@@ -54,6 +54,14 @@ class RestorationModel(nn.Module):
 
     # ------------------------------------------------------------------------------- shared behaviour
 
+    def check_native_size(self, images_B3HW: torch.Tensor) -> None:
+        size = self.image_size
+        if images_B3HW.shape[-2:] != (size, size):
+            raise ValueError(
+                f"restore_batch() takes {size}×{size} images, got {tuple(images_B3HW.shape[-2:])}; "
+                "use restorevar.Restorer for any size (tiling)"
+            )
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

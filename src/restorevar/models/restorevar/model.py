@@ -89,12 +89,7 @@ class RestoreVAR(RestorationModel):
     @torch.no_grad()
     def restore_batch(self, degraded_B3HW: torch.Tensor, *, return_intermediates: bool = False) -> Restoration:
         """Restore a batch at the native size. Input and output in [0, 1]."""
-        size = self.image_size
-        if degraded_B3HW.shape[-2:] != (size, size):
-            raise ValueError(
-                f"restore_batch() takes {size}×{size} images, got {tuple(degraded_B3HW.shape[-2:])}; "
-                "use restorevar.Restorer for any size (tiling)"
-            )
+        self.check_native_size(degraded_B3HW)
         # channels-last suits oneDNN and cuDNN convolutions (the VQVAE is ~70% of the work)
         image = (degraded_B3HW.to(self.device, torch.float32) * 2 - 1).contiguous(memory_format=torch.channels_last)
         with self.autocast():

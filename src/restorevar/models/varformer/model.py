@@ -81,12 +81,7 @@ class VarFormer(RestorationModel):
 
     @torch.no_grad()
     def restore_batch(self, degraded_B3HW: torch.Tensor, *, return_intermediates: bool = False) -> Restoration:
-        size = self.image_size
-        if degraded_B3HW.shape[-2:] != (size, size):
-            raise ValueError(
-                f"restore_batch() takes {size}×{size} images, got {tuple(degraded_B3HW.shape[-2:])}; "
-                "use restorevar.Restorer for any size (tiling)"
-            )
+        self.check_native_size(degraded_B3HW)
         image = degraded_B3HW.to(self.device, torch.float32) * 2 - 1
         with self.autocast():
             prior = self.prior(image) if self.uses_prior else None

@@ -138,6 +138,14 @@ class Stage:
         self.best = float(state.get("best", float("inf")))
 
     # ---- shared pieces
+    def clean_tokens(self, clean_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A clean image's tokens as the transformer's teacher-forced input (B, L, C) and target (B, L), and its
+        quantised latent f̂ (B, C, h, w)."""
+        quantizer = self.model.vqvae.quantizer
+        indices, f_hats = quantizer.encode(self.model.vqvae.encode_latent(clean_B3HW))
+        teacher = quantizer.teacher_forcing_input(indices, self.model.config.tokenizer.latent_size)
+        return teacher, torch.cat(indices, dim=1), f_hats[-1]
+
     def images(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["degraded"].float() * 2 - 1, batch["clean"].float() * 2 - 1
 

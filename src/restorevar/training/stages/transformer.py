@@ -40,10 +40,8 @@ class TransformerStage(Stage):
     def inputs(self, batch):
         """The clean tokens as teacher-forced input and target, and the degraded image's condition (B, N, C)."""
         degraded, clean = self.images(batch)
-        vqvae = self.model.vqvae
-        indices, _ = vqvae.quantizer.encode(vqvae.encode_latent(clean))
-        x_in = vqvae.quantizer.teacher_forcing_input(indices, self.model.config.tokenizer.latent_size)
-        return x_in, as_tokens(vqvae.encode_continuous(degraded)), torch.cat(indices, dim=1)
+        x_in, target_BL, _ = self.clean_tokens(clean)
+        return x_in, as_tokens(self.model.vqvae.encode_continuous(degraded)), target_BL
 
     def compute_loss(self, batch, step, wrapped):
         x_in, cond, target_BL = self.inputs(batch)

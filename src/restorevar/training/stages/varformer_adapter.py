@@ -53,10 +53,7 @@ class VarFormerAdapterStage(Stage):
     def inputs(self, batch):
         """The degraded latent; the clean tokens (teacher input and target) and quantised latent."""
         degraded, clean = self.images(batch)
-        vqvae = self.model.vqvae
-        indices, f_hats = vqvae.quantizer.encode(vqvae.encode_latent(clean))
-        teacher = vqvae.quantizer.teacher_forcing_input(indices, self.model.config.tokenizer.latent_size)
-        return vqvae.encode_continuous(degraded), teacher, torch.cat(indices, dim=1), f_hats[-1]
+        return self.model.vqvae.encode_continuous(degraded), *self.clean_tokens(clean)
 
     def losses(self, batch, forward) -> dict[str, torch.Tensor]:
         latent, teacher, target_BL, f_hat_clean = self.inputs(batch)

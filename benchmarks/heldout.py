@@ -232,6 +232,13 @@ def write_atomically(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def model_label(name: str | None, path: Path) -> str:
+    """What the results call the model: its name, or its folder relative to here (never a machine's full path)."""
+    if name is None or not Path(name).is_dir():
+        return name or f"{path.name} (bundled)"
+    return Path(name).as_posix()
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -250,7 +257,7 @@ def main() -> None:
 
     settings = {
         "model": args.model,
-        "model_path": str(model_path),
+        "model_path": model_label(args.model, model_path),
         "photos": str(args.photos),
         "size": args.size,
         "draws": args.draws,

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from heldout import model_label  # a sibling script: benchmarks/ is on sys.path when run
 from PIL import Image, ImageDraw, ImageFont
 
 from restorevar.evaluation.bench import machine_info
@@ -293,7 +294,7 @@ def main() -> None:
     wall_s = time.perf_counter() - start
     settings = {
         "model": args.model,
-        "model_path": str(model_path),
+        "model_path": model_label(args.model, model_path),
         "max_side": args.max_side,
         "sheet": args.sheet,
         "tile": restorer.model.image_size,

@@ -5,8 +5,8 @@ Every dataset yields ``{"degraded": (3, S, S), "clean": (3, S, S), "degradation"
 collate batches them. Each dataset also lists the degradation label of every index without
 loading images (`degradation_labels`), for class-balanced sampling as in the paper (spec §4.1).
 
-    >>> train = open_dataset("/work/photos", crop_size=256)                 # synthetic pairs
-    >>> both = open_dataset(["/work/photos", "data/Rain13K/train"], crop_size=256)
+    >>> train = open_dataset("data/photos", crop_size=256)                 # synthetic pairs
+    >>> both = open_dataset(["data/photos", "data/Rain13K/train"], crop_size=256)
     >>> sampler = WeightedRandomSampler(class_balanced_weights(both), num_samples=len(both))
 
 Determinism: every random choice for item i comes from ``numpy.random.default_rng([seed, stream, i])``

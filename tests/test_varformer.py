@@ -42,9 +42,15 @@ def test_the_prior_maps_are_the_scales_of_the_generated_latent(tiny):
     torch.testing.assert_close(prior.latent_BChw, tiny.vqvae.encode_continuous(image))  # untrained adapter: identity
 
 
-def test_an_untrained_model_returns_its_input(tiny):
+def test_with_a_zero_output_layer_the_model_returns_its_input(tiny):
     image = torch.rand(2, 3, 128, 128)
-    torch.testing.assert_close(tiny.restore_batch(image).image_B3HW, image, atol=1e-6, rtol=0)
+    ending = tiny.backbone.ending
+    saved = {k: v.clone() for k, v in ending.state_dict().items()}
+    with torch.no_grad():
+        ending.weight.zero_()
+        ending.bias.zero_()
+    torch.testing.assert_close(tiny.restore_batch(image).image_B3HW, image, atol=1e-6, rtol=0)  # a residual
+    ending.load_state_dict(saved)
     with pytest.raises(ValueError, match="128×128"):
         tiny.restore_batch(torch.rand(1, 3, 64, 64))
 

@@ -3,7 +3,7 @@ every encoder and decoder level (DAE, then AFT) and an adaptive mix-up skip betw
 
 NAFNet's blocks (layer norm, pointwise and depthwise convolutions, a simple gate instead of activations,
 simplified channel attention) are cheap per pixel, which is what a CPU budget at full resolution needs. The output
-is the input plus a residual, so an untrained backbone starts near the identity.
+is the input plus a residual, and every block starts as the identity (NAFNet's residual scales at zero).
 
 Shapes: B batch, C channels, H×W the image; K scales, Cp prior channels, h×w the prior's grid (H/16 × W/16).
 """
@@ -105,9 +105,9 @@ class Backbone(nn.Module):
             nn.Sequential(*(NAFBlock(c) for _ in range(n))) for c, n in zip(widths, config.decoder_blocks)
         )
         self.decoder_fusions = nn.ModuleList(fusion(c) for c in widths[:-1])
+        # not zero-initialised: with every block's residual scale at zero too, gradients could not reach the
+        # blocks until the ending had grown (an identity start measured 0.0 dB after 200 steps)
         self.ending = nn.Conv2d(widths[0], 3, 3, padding=1)
-        nn.init.zeros_(self.ending.weight)  # an untrained backbone returns its input
-        nn.init.zeros_(self.ending.bias)
 
     def forward(
         self,

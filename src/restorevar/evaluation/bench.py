@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from restorevar.models.restorevar.model import RestoreVAR
+
 log = logging.getLogger(__name__)
 STAGES = ("encoder", "transformer", "refiner", "decoder")
 
@@ -260,6 +262,11 @@ def machine_info(device: torch.device) -> dict:
 
 
 def benchmark(model, name: str, *, batches: list[int], repeats: int, warmup: int, flops: bool = True) -> BenchReport:
+    if not isinstance(model, RestoreVAR):  # the stage clock hooks RestoreVAR's encoder, transformer, refiner, decoder
+        raise ValueError(
+            f"restorevar bench times the stages of RestoreVAR models; {model.model_type!r} models have "
+            "other stages (time them with model.restore_batch)"
+        )
     dtype = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[model.compute_dtype]
     report = BenchReport(name, str(model.device), dtype, model.image_size, machine_info(model.device))
     report.gemm_peak_gflops = measured_gemm_peak(model.device)
